@@ -1,0 +1,58 @@
+"""The default experiment: an MLP separates three spirals (data generated in code).
+
+Every other config starts from this one and changes what it needs, so this file is also
+the list of every field the engine reads.
+
+Command:  python -m experiments.main --workdir=workdirs/spirals
+Expected: test accuracy >= 0.98 on 3,000 fresh points (measured 0.993), about 30 s on
+          2 CPU cores; curves in workdirs/spirals/curves.png.
+"""
+
+from ml_collections import ConfigDict, config_dict
+
+
+def get_config() -> ConfigDict:
+  c = ConfigDict()
+  c.seed = 0
+
+  # Data: a registered dataset name; data_dir = local files (None: the TFDS catalog).
+  c.dataset = 'spirals'
+  c.data_dir = config_dict.placeholder(str)
+  c.tfds_data_dir = config_dict.placeholder(str)
+  c.data = ConfigDict({'num_classes': 3, 'num_train': 3000, 'num_test': 3000,
+                       'noise': 0.2, 'augment': False})
+
+  # Task and model.
+  c.task = 'classification'
+  c.loss = 'softmax_cross_entropy'
+  c.label_smoothing = 0.0
+  c.model = ConfigDict({'name': 'mlp', 'hidden': (64, 64), 'activation': 'tanh',
+                        'output': 'softmax', 'initializer': 'glorot', 'dropout_rate': 0.0})
+
+  # Optimizer, schedule, regularisation.
+  c.optimizer = ConfigDict({
+      'name': 'adam', 'learning_rate': 0.01, 'momentum': 0.9, 'b1': 0.9, 'b2': 0.999,
+      'eps': 1e-8, 'rho': 0.9, 'weight_decay': 0.0,
+      'schedule': 'cosine', 'warmup_steps': 0, 'decay_factor': 0.1,
+      'boundaries': (0.5, 0.75), 'end_factor': 0.0,
+      'clip_global_norm': 0.0, 'clip_value': 0.0})
+  c.l2 = 0.0  # coefficient of (1/2)||W||^2 added to the loss (weights only)
+
+  # Loop. num_steps = -1 derives the step count from num_epochs.
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.num_steps = 3000
+  c.num_epochs = -1
+  c.log_every = 100
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.async_checkpoints = True
+  c.progress_bar = True
+
+  # Parallelism: one mesh over all devices; batches split over 'data' (and 'fsdp').
+  c.parallel_mode = 'mesh'  # or 'pmap'
+  c.mesh_shape = (-1,)
+  c.mesh_axes = ('data',)
+  c.param_sharding = (('.*', ()),)  # (regex on the parameter path, PartitionSpec)
+  return c

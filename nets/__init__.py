@@ -1,0 +1,24 @@
+"""Flax linen modules, looked up by name (`config.model.name`). Never imports `train`."""
+
+import flax.linen as nn
+
+from nets.cnn import CNN
+from nets.mlp import MLP
+
+MODELS: dict[str, type[nn.Module]] = {
+    'mlp': MLP,
+    'cnn': CNN,
+}
+
+
+def create(name: str, **kwargs) -> nn.Module:
+  """Builds `MODELS[name](**kwargs)`, naming the bad field if the config is wrong."""
+  if name not in MODELS:
+    raise ValueError(f'config.model.name={name!r} is not a known model; '
+                     f'choose one of {sorted(MODELS)}.')
+  cls = MODELS[name]
+  unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {'name'})
+  if unknown:
+    raise ValueError(f'config.model has fields {unknown} that {cls.__name__} does not take; '
+                     f'its fields are {sorted(f for f in cls.__dataclass_fields__ if f not in ("parent", "name"))}.')
+  return cls(**kwargs)

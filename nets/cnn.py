@@ -1,0 +1,88 @@
+"""Convolutional networks: convolution, pooling, batch norm, a fully connected head.
+
+A convolution slides a K x K x C_in filter bank over the image:
+
+    y[i, j, c] = b_c + sum_{u, v, k} W[u, v, k, c] * x[s*i + u, s*j + v, k]
+
+with stride s and zero padding ('SAME' keeps the size at s=1, 'VALID' shrinks it by K-1).
+Pooling takes the max (or mean) of each P x P window. Batch norm normalises each channel
+with the statistics of the batch during training and with their running averages in
+evaluation:
+
+    y = gamma * (x - mu) / sqrt(var + eps) + beta,
+    running_mu <- momentum * running_mu + (1 - momentum) * mu_batch     (and var likewise)
+
+Under `jit` with a sharded batch the batch mean is already global; under `pmap` each device
+sees a slice, so `batch_axis_name` names the pmapped axis and the statistics are averaged
+across devices, which keeps training identical on 1 or N devices.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+
+from nets.mlp import ACTIVATIONS, INITIALIZERS, check_choice
+
+POOLS = {'max': nn.max_pool, 'avg': nn.avg_pool, 'none': None}
+
+
+class ConvBlock(nn.Module):
+  """conv -> [batch norm] -> activation -> [pool]."""
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  padding: str = 'SAME'
+  batch_norm: bool = True
+  pool: str = 'max'
+  pool_size: int = 2
+  activation: str = 'relu'
+  initializer: str = 'he'
+  batch_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC, *, train: bool):
+    check_choice('pool', self.pool, POOLS)
+    x = nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.stride,
+                padding=self.padding, use_bias=not self.batch_norm,  # BN's beta is the bias
+                kernel_init=INITIALIZERS[self.initializer])(x_BxHxWxC)
+    if self.batch_norm:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                       axis_name=self.batch_axis_name)(x)
+    x = ACTIVATIONS[self.activation](x)
+    if POOLS[self.pool] is not None:
+      window = (self.pool_size,) * 2
+      x = POOLS[self.pool](x, window, strides=window)
+    return x
+
+
+class CNN(nn.Module):
+  """Conv blocks of widths `features`, flatten, dense layers `hidden`, logits."""
+  features: Sequence[int] = (32, 64)
+  kernel_size: int = 3
+  stride: int = 1
+  padding: str = 'SAME'
+  batch_norm: bool = True
+  pool: str = 'max'
+  pool_size: int = 2
+  hidden: Sequence[int] = (128,)
+  num_outputs: int = 10
+  activation: str = 'relu'
+  initializer: str = 'he'
+  dropout_rate: float = 0.0
+  batch_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC, *, train: bool = False):
+    check_choice('activation', self.activation, ACTIVATIONS)
+    check_choice('initializer', self.initializer, INITIALIZERS)
+    x = x_BxHxWxC
+    for width in self.features:
+      x = ConvBlock(width, self.kernel_size, self.stride, self.padding, self.batch_norm,
+                    self.pool, self.pool_size, self.activation, self.initializer,
+                    self.batch_axis_name)(x, train=train)
+    h_BxD = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      h_BxD = ACTIVATIONS[self.activation](
+          nn.Dense(width, kernel_init=INITIALIZERS[self.initializer])(h_BxD))
+      h_BxD = nn.Dropout(self.dropout_rate, deterministic=not train)(h_BxD)
+    return nn.Dense(self.num_outputs)(h_BxD)

@@ -1,0 +1,1 @@
+"""The engine: state, steps, loop, parallelism, checkpoints, optimizers, losses, metrics."""

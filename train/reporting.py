@@ -1,0 +1,83 @@
+"""What a run writes to its workdir: metrics.jsonl, TensorBoard events, curves.png.
+
+`metrics.jsonl` holds one JSON object per log: {"step": int, "split": "train" | "eval" |
+"test", <metric>: value, ...}. TensorBoard events are written by tensorboardX (no
+TensorFlow). On resume, logged records after the restored step are dropped (the resumed
+run logs them again, identically) so the file never holds two histories.
+"""
+
+import json
+import os
+import pathlib
+
+import numpy as np
+
+SPLITS = ('train', 'eval', 'test')
+
+
+def scalars(metrics: dict) -> dict:
+  return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def read_metrics(workdir) -> list[dict]:
+  path = pathlib.Path(workdir) / 'metrics.jsonl'
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricWriter:
+
+  def __init__(self, workdir: pathlib.Path, start_step: int):
+    from tensorboardX import SummaryWriter  # imported here: it is slow to import
+    self.path = pathlib.Path(workdir) / 'metrics.jsonl'
+    # A finished run that is started again re-runs its test, so its old test line goes.
+    kept = [r for r in read_metrics(workdir) if r['step'] < start_step
+            or (r['step'] == start_step and r['split'] != 'test')]
+    if self.path.exists():
+      tmp = self.path.with_suffix('.jsonl.tmp')
+      tmp.write_text(''.join(json.dumps(r) + '\n' for r in kept))
+      os.replace(tmp, self.path)  # atomic: a crash here leaves the old or the new file
+    self.file = self.path.open('a')
+    self.tensorboard = SummaryWriter(str(pathlib.Path(workdir) / 'tensorboard'),
+                                     purge_step=start_step + 1 if start_step else None)
+
+  def write(self, step: int, split: str, metrics: dict) -> None:
+    assert split in SPLITS, split
+    self.file.write(json.dumps({'step': int(step), 'split': split, **metrics}) + '\n')
+    self.file.flush()
+    for name, value in scalars(metrics).items():
+      self.tensorboard.add_scalar(f'{split}/{name}', value, step)
+
+  def close(self) -> None:
+    self.file.close()
+    self.tensorboard.close()
+
+
+def plot_curves(workdir) -> pathlib.Path:
+  """curves.png: loss and accuracy (where logged) against step, train vs eval."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  records = read_metrics(workdir)
+  names = [n for n in ('loss', 'accuracy', 'perplexity', 'f1', 'bleu')
+           if any(n in r for r in records)]
+  fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+  for ax, name in zip(axes[0], names):
+    for split, style in (('train', '-'), ('eval', 'o-')):
+      points = [(r['step'], r[name]) for r in records if r['split'] == split and name in r]
+      if points:
+        ax.plot(*np.array(points).T, style, label=split, markersize=3)
+    tests = [r for r in records if r['split'] == 'test' and name in r]
+    if tests:
+      ax.axhline(tests[-1][name], color='gray', ls='--',
+                 label=f'test {tests[-1][name]:.4g}')
+    ax.set_xlabel('step')
+    ax.set_title(name)
+    ax.legend()
+  fig.tight_layout()
+  path = pathlib.Path(workdir) / 'curves.png'
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
