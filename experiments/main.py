@@ -10,19 +10,37 @@ same command again resumes from the newest checkpoint in W.
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 DEFAULT_CONFIG = str(pathlib.Path(__file__).parent / 'configs' / 'default.py')
 
-config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file.',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, plots.',
-                    required=True)
+
+
+def define_flags():
+  """Defines --config and --workdir.
+
+  ml_collections applies `--config.a.b=value` overrides while defining the flag, so an
+  override of a field the config lacks is caught here and reported in one line.
+  """
+  try:
+    config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file.',
+                                    lock_config=True)
+  except (AttributeError, KeyError) as error:
+    detail = str(error).strip('\'"').replace('\\n', ' ').replace("\\'", "'")
+    sys.exit(f'error: a --config.* flag names a field the config does not have ({detail}); '
+             'see the config file for the fields it defines.')
+  flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, plots.',
+                      required=True)
+
+
+define_flags()
 
 
 def main(argv):
   del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax and TFDS are chatty at INFO
   from train import config_checks, loop  # after flag parsing: keeps --help fast
   try:
     loop.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)

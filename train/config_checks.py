@@ -47,12 +47,7 @@ def validate(config: ConfigDict, num_batch_shards: int = 1) -> None:
     _require(size > 0 and size % num_batch_shards == 0,
              f'config.{field}={size} must be a positive multiple of the {num_batch_shards} '
              f'devices the batch is split over; use e.g. '
-             f'{max(num_batch_shards, size - size % num_batch_shards)}.')
-  _require(config.parallel_mode in ('mesh', 'pmap'),
-           f"config.parallel_mode={config.parallel_mode!r} must be 'mesh' or 'pmap'.")
-  _require(len(config.mesh_shape) == len(config.mesh_axes), 'config.mesh_shape='
-           f'{tuple(config.mesh_shape)} and config.mesh_axes={tuple(config.mesh_axes)} must '
-           'have the same length.')
+             f'{-(-max(size, 1) // num_batch_shards) * num_batch_shards}.')
   if config.data_dir is not None:
     _require(pathlib.Path(config.data_dir).is_dir(), f'config.data_dir={config.data_dir!r} '
              'is not a directory; point it at the dataset folder (e.g. ../shared/data/'

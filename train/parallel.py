@@ -46,6 +46,9 @@ class MeshParallel:
 
   def __init__(self, config: ConfigDict, devices=None):
     devices = jax.devices() if devices is None else devices
+    if len(config.mesh_shape) != len(config.mesh_axes):
+      raise ValueError(f'config.mesh_shape={tuple(config.mesh_shape)} and config.mesh_axes='
+                       f'{tuple(config.mesh_axes)} must have the same length.')
     shape = resolve_mesh_shape(config.mesh_shape, len(devices))
     self.mesh = Mesh(np.asarray(devices).reshape(shape), tuple(config.mesh_axes),
                      axis_types=(AxisType.Auto,) * len(shape))
@@ -118,8 +121,14 @@ class PmapParallel:
     return jax.device_get(jax.tree.map(lambda x: x[0], sums))  # psum'd: same everywhere
 
 
+MODES = {'mesh': MeshParallel, 'pmap': PmapParallel}
+
+
 def create(config: ConfigDict, devices=None):
-  return {'mesh': MeshParallel, 'pmap': PmapParallel}[config.parallel_mode](config, devices)
+  if config.parallel_mode not in MODES:
+    raise ValueError(f'config.parallel_mode={config.parallel_mode!r} must be '
+                     f"{' or '.join(map(repr, MODES))}.")
+  return MODES[config.parallel_mode](config, devices)
 
 
 def process_shard() -> Shard:

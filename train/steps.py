@@ -31,7 +31,7 @@ def make_train_step(task, l2: float = 0.0, axis_name: str | None = None):
       grads, model_state = jax.lax.pmean((grads, model_state), axis_name)
       sums = jax.lax.psum(sums, axis_name)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    sums['grad_norm'] = optax.global_norm(grads)  # summed over steps; report divides
+    sums['grad_norm'] = optax.tree.norm(grads)  # summed over steps; report divides
     sums['steps'] = 1
     new_state = state.replace(step=state.step + 1,
                               params=optax.apply_updates(state.params, updates),
