@@ -6,6 +6,7 @@ syncs happen only at log, eval and checkpoint intervals; in between, steps are
 dispatched asynchronously and metric sums accumulate on device.
 """
 
+import dataclasses
 import json
 import pathlib
 import signal
@@ -59,13 +60,22 @@ def evaluate(task, par, eval_step, state, source, batch_size: int) -> dict:
   return task.report(par.host_sums(total))
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
-  """Trains, evaluates and tests; returns (final unreplicated state, test metrics)."""
+@dataclasses.dataclass
+class Experiment:
+  """Everything a run is made of, before any step has been taken."""
+  config: ConfigDict
+  par: object
+  splits: data.Splits
+  task: object
+  state: state_lib.TrainState  # on the host, not yet placed on devices
+  num_steps: int
+  train_iter: object
+
+
+def build(config: ConfigDict, devices=None) -> Experiment:
+  """Validates the config, then builds data, model, task, optimizer and initial state."""
   par = parallel.create(config, devices)
   config_checks.validate(config, par.num_batch_shards * jax.process_count())
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-
   splits = data.build(config)
   model = nets.create(config.model.name, **model_kwargs(config, splits.info, par.mode))
   task = tasks.create(config, splits.info)
@@ -76,6 +86,25 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
   example = next(splits.eval.eval_batches(config.eval_batch_size, shard))
   state = state_lib.create(model, tx, example, config.seed)
   logging.info('%s: %d parameters', config.model.name, state_lib.parameter_count(state.params))
+  return Experiment(config, par, splits, task, state, num_steps, train_iter)
+
+
+def compile_steps(exp: Experiment, placed_state):
+  """(train_step, eval_step), jitted over the mesh or pmapped."""
+  axis = parallel.PMAP_AXIS if exp.par.mode == 'pmap' else None
+  train_step = exp.par.compile(steps.make_train_step(exp.task, exp.config.l2, axis),
+                               placed_state, True)
+  eval_step = exp.par.compile(steps.make_eval_step(exp.task, axis), placed_state, False)
+  return train_step, eval_step
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
+  """Trains, evaluates and tests; returns (final unreplicated state, test metrics)."""
+  exp = build(config, devices)
+  par, splits, task, state, num_steps, train_iter = (
+      exp.par, exp.splits, exp.task, exp.state, exp.num_steps, exp.train_iter)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
 
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                  config.async_checkpoints)
@@ -84,14 +113,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
   if restored is not None:
     state, data_state, start = restored
     train_iter.set_state(data_state)
-    logging.info('Resumed from step %d.', start)
+    print(f'Resumed from the checkpoint at step {start} in {workdir}.', flush=True)
   (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
   writer = reporting.MetricWriter(workdir, start)
 
   state = par.place_state(state)
-  axis = parallel.PMAP_AXIS if par.mode == 'pmap' else None
-  train_step = par.compile(steps.make_train_step(task, config.l2, axis), state, True)
-  eval_step = par.compile(steps.make_eval_step(task, axis), state, False)
+  train_step, eval_step = compile_steps(exp, state)
   learning_rate = optimizers.schedule(config.optimizer, num_steps)
   preemption = PreemptionFlag()
 
@@ -128,7 +155,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
         raise SystemExit(143)
     test = evaluate(task, par, eval_step, state, splits.test, config.eval_batch_size)
     writer.write(num_steps, 'test', test)
-    logging.info('Test: %s', json.dumps(reporting.scalars(test)))
+    print(f'Test at step {num_steps}: {json.dumps(reporting.scalars(test))}', flush=True)
   finally:
     bar.close()
     writer.close()
