@@ -32,6 +32,8 @@ def define_flags():
              'see the config file for the fields it defines.')
   flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, plots.',
                       required=True)
+  flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() first: set it '
+                    'on every host of a multi-host TPU pod or GPU cluster.')
 
 
 define_flags()
@@ -41,7 +43,10 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax and TFDS are chatty at INFO
+  import jax
   from train import config_checks, loop  # after flag parsing: keeps --help fast
+  if flags.FLAGS.distributed:
+    jax.distributed.initialize()  # coordinates read from the TPU/SLURM environment
   try:
     loop.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
   except (config_checks.ConfigError, ValueError) as error:

@@ -114,8 +114,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
     state, data_state, start = restored
     train_iter.set_state(data_state)
     print(f'Resumed from the checkpoint at step {start} in {workdir}.', flush=True)
-  (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
-  writer = reporting.MetricWriter(workdir, start)
+  if jax.process_index() == 0:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+  writer = reporting.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
 
   state = par.place_state(state)
   train_step, eval_step = compile_steps(exp, state)
@@ -161,5 +162,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
     writer.close()
     preemption.restore()
   ckpt.close()
-  reporting.plot_curves(workdir)
+  if jax.process_index() == 0:
+    reporting.plot_curves(workdir)
   return par.unreplicate(state), test

@@ -27,8 +27,12 @@ def read_metrics(workdir) -> list[dict]:
 
 
 class MetricWriter:
+  """Appends to metrics.jsonl and TensorBoard; in a multi-host run only process 0 writes."""
 
-  def __init__(self, workdir: pathlib.Path, start_step: int):
+  def __init__(self, workdir: pathlib.Path, start_step: int, enabled: bool = True):
+    self.enabled = enabled
+    if not enabled:
+      return
     from tensorboardX import SummaryWriter  # imported here: it is slow to import
     self.path = pathlib.Path(workdir) / 'metrics.jsonl'
     # A finished run that is started again re-runs its test, so its old test line goes.
@@ -44,12 +48,16 @@ class MetricWriter:
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     assert split in SPLITS, split
+    if not self.enabled:
+      return
     self.file.write(json.dumps({'step': int(step), 'split': split, **metrics}) + '\n')
     self.file.flush()
     for name, value in scalars(metrics).items():
       self.tensorboard.add_scalar(f'{split}/{name}', value, step)
 
   def close(self) -> None:
+    if not self.enabled:
+      return
     self.file.close()
     self.tensorboard.close()
 
