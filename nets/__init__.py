@@ -17,7 +17,7 @@ def create(name: str, **kwargs) -> nn.Module:
     raise ValueError(f'config.model.name={name!r} is not a known model; '
                      f'choose one of {sorted(MODELS)}.')
   cls = MODELS[name]
-  unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {'name'})
+  unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
   if unknown:
     raise ValueError(f'config.model has fields {unknown} that {cls.__name__} does not take; '
                      f'its fields are {sorted(f for f in cls.__dataclass_fields__ if f not in ("parent", "name"))}.')

@@ -100,6 +100,9 @@ def compile_steps(exp: Experiment, placed_state):
 
 def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
   """Trains, evaluates and tests; returns (final unreplicated state, test metrics)."""
+  if 'tokenizer_dir' in config.data and config.data.tokenizer_dir is None:
+    # A trained tokenizer belongs to the run: saved in, and reloaded from, the workdir.
+    config.data.tokenizer_dir = str(pathlib.Path(workdir) / 'tokenizer')
   exp = build(config, devices)
   par, splits, task, state, num_steps, train_iter = (
       exp.par, exp.splits, exp.task, exp.state, exp.num_steps, exp.train_iter)

@@ -28,12 +28,14 @@ def softmax_cross_entropy(logits_BxK, labels_B, label_smoothing: float = 0.0):
 def sigmoid_cross_entropy(logits_BxK, targets_BxK, label_smoothing: float = 0.0):
   """-[y log s(z) + (1 - y) log(1 - s(z))], summed over the K independent outputs.
 
-  Rewritten as max(z, 0) - z*y + log(1 + exp(-|z|)), which never exponentiates a large
-  positive number and is exact for all z.
+  Since log s(z) = -softplus(-z) and log(1 - s(z)) = -softplus(z), this is
+  softplus(z) - z*y, with softplus(z) = log(1 + e^z) = max(z, 0) + log1p(e^-|z|) evaluated
+  stably by jax.nn.softplus. (Writing the max/abs form out by hand gives the wrong
+  gradient at exactly z = 0, where zero-initialised output layers start.)
   """
   z = logits_BxK.astype(jnp.float32)
   y = targets_BxK * (1.0 - label_smoothing) + 0.5 * label_smoothing
-  per_output = jnp.maximum(z, 0.0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))
+  per_output = jax.nn.softplus(z) - z * y
   return jnp.sum(per_output, axis=-1)
 
 

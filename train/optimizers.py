@@ -55,6 +55,15 @@ OPTIMIZERS = tuple(_optimizers(ConfigDict(), 0.0))
 SCHEDULES = ('constant', 'step', 'exponential', 'linear', 'cosine', 'inverse_sqrt')
 
 
+def step_boundaries(c: ConfigDict, decay_steps: int) -> dict[int, float]:
+  """{step: factor}; boundaries that land on the same step multiply their factors."""
+  factors = {}
+  for fraction in c.boundaries:
+    at = int(fraction * decay_steps)
+    factors[at] = factors.get(at, 1.0) * c.decay_factor
+  return factors
+
+
 def schedule(c: ConfigDict, total_steps: int) -> optax.Schedule:
   """Linear warmup over `warmup_steps` (if any), then the named decay."""
   peak, warmup = c.learning_rate, c.warmup_steps
@@ -62,8 +71,7 @@ def schedule(c: ConfigDict, total_steps: int) -> optax.Schedule:
   decays = {
       'constant': lambda: optax.constant_schedule(peak),
       # Multiply by `decay_factor` at each of `boundaries` (fractions of the decay phase).
-      'step': lambda: optax.piecewise_constant_schedule(
-          peak, {int(b * decay_steps): c.decay_factor for b in c.boundaries}),
+      'step': lambda: optax.piecewise_constant_schedule(peak, step_boundaries(c, decay_steps)),
       'exponential': lambda: optax.exponential_decay(
           peak, transition_steps=decay_steps, decay_rate=c.decay_factor),
       'linear': lambda: optax.linear_schedule(peak, c.end_factor * peak, decay_steps),

@@ -1,0 +1,253 @@
+"""Text datasets by name: local files or the TFDS catalog -> a tokenizer -> batches.
+
+Every builder reads `config.data_dir` (a local folder or file as laid out in
+../shared/data; None reads the TFDS catalog dataset named in its docstring),
+`config.tfds_data_dir` (where ArrayRecords are prepared and read; None: the TFDS
+default), and these optional `config.data` fields:
+
+  tokenizer      'char', 'word' or 'sentencepiece' (the default depends on the dataset)
+  vocab_size     word and sentencepiece vocabulary size, special tokens included
+  min_count      word: occurrences in the training split to enter the vocabulary (1)
+  model_type     sentencepiece: 'bpe' (GPT-style, the default) or 'unigram'
+  tokenizer_dir  where the tokenizer is saved and reloaded; the engine sets it to
+                 <workdir>/tokenizer so a resumed run keeps its vocabulary
+  seq_len        language models: tokens per training window (256)
+  max_len        other datasets: the longest padded length (default: the longest
+                 example, rounded up to a multiple of 8; longer examples are cut)
+  bucketing      other datasets: batch by length bucket (True) or pad all to max_len
+  source_language, target_language   translation direction ('de' -> 'en')
+
+The tokenizer is trained on the training split only. What a batch holds is described
+in text_pipeline.py; `info` holds `vocab_size`, `pad_id`, `bos_id`, `eos_id`, the
+`tokenizer` object, and `seq_len`, or `max_len` with class names and counts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from train.data import registry, tokenizers
+from train.data.pipeline import Splits
+from train.data.text_builders import (LocalBuilder, LocalConll2003, LocalLabelledSentences,
+                                      LocalParallelText, LocalTextCorpus, open_local)
+from train.data.text_pipeline import (BucketedSource, lm_source, token_stream,
+                                      tokenizer_info)
+
+_SPLITS = ('train', 'eval', 'test')
+
+
+def _str(text) -> str:
+  """Catalog records hold bytes, mock data str."""
+  return text.decode('utf-8') if isinstance(text, bytes) else str(text)
+
+
+def _read(config, catalog: str | None, catalog_splits: Sequence[str],
+          local: type[LocalBuilder] | None, layout: str = '', source: str | None = None,
+          **options) -> tuple[list[list[dict]], tfds.features.FeaturesDict]:
+  """Every example of train, eval and test, and the features that describe them.
+
+  Args:
+    config: the experiment config.
+    catalog: the TFDS catalog name read when config.data_dir is None.
+    catalog_splits: its splits (or slices) that serve as train, eval and test.
+    local: the builder of local files read when config.data_dir is set.
+    layout: what config.data_dir should be, for error messages.
+    source: the file or folder `local` reads, if not config.data_dir itself.
+    **options: `local`'s own arguments.
+  """
+  if config.data_dir and local is None:
+    raise ValueError(f'{config.dataset} is read from the TFDS catalog ({catalog}) only; '
+                     'set config.data_dir to None.')
+  if not config.data_dir and catalog is None:
+    raise ValueError(f'{config.dataset} reads local files: set config.data_dir to {layout}.')
+  if config.data_dir:
+    sources = open_local(local, config, source or config.data_dir, layout, **options)
+  else:
+    sources = tfds.data_source(catalog, split=list(catalog_splits),
+                               data_dir=config.tfds_data_dir)
+  examples = [[s[i] for i in range(len(s))] for s in sources]
+  for split, split_examples in zip(_SPLITS, examples):
+    if not split_examples:
+      raise ValueError(f'The {split} split of {config.dataset} is empty; check '
+                       'config.data_dir, or the TFDS data in config.tfds_data_dir.')
+  return examples, sources[0].dataset_info.features
+
+
+def _tokenizer(config, default_kind: str, texts: Callable[[], Iterable[str]],
+               default_vocab_size: int) -> tokenizers.Tokenizer:
+  data = config.data
+  return tokenizers.load_or_train(
+      data.get('tokenizer', default_kind), texts, data.get('tokenizer_dir'),
+      corpus=config.dataset, vocab_size=data.get('vocab_size', default_vocab_size),
+      min_count=data.get('min_count', 1), model_type=data.get('model_type', 'bpe'))
+
+
+def _bucketed_splits(config, tokenizer: tokenizers.Tokenizer, sequences: list[dict],
+                     scalars: list[dict], **info) -> Splits:
+  """Splits of BucketedSources (train, eval, test), all padded to the same max_len."""
+  longest = max(len(x) for split in sequences for rows in split.values() for x in rows)
+  max_len = config.data.get('max_len') or -(-longest // 8) * 8
+  bucketing = config.data.get('bucketing', True)
+  sources = [BucketedSource(s, c, max_len, bucketing) for s, c in zip(sequences, scalars)]
+  return Splits(*sources, info=tokenizer_info(tokenizer, max_len=max_len, **info))
+
+
+# Language models: every split becomes one token stream, packed into windows.
+
+
+def _language_model(config, examples: list[list[dict]], default_kind: str) -> Splits:
+  documents = [[_str(ex['text']) for ex in split] for split in examples]
+  tokenizer = _tokenizer(config, default_kind, lambda: documents[0], 32_000)
+  seq_len = config.data.get('seq_len', 256)
+  sources = [lm_source(token_stream(tokenizer, docs), seq_len, split)
+             for docs, split in zip(documents, _SPLITS)]
+  return Splits(*sources, info=tokenizer_info(tokenizer, seq_len=seq_len))
+
+
+@registry.register('tiny_shakespeare')
+def tiny_shakespeare(config) -> Splits:
+  """Characters of Tiny Shakespeare (catalog: tiny_shakespeare), cut 90/5/5."""
+  examples, _ = _read(
+      config, 'tiny_shakespeare', ('train', 'validation', 'test'), LocalTextCorpus,
+      'the folder holding input.txt (../shared/data/tinyshakespeare)',
+      source=config.data_dir and os.path.join(config.data_dir, 'input.txt'))
+  return _language_model(config, examples, 'char')
+
+
+@registry.register('text_corpus')
+def text_corpus(config) -> Splits:
+  """Any plain-text file (config.data_dir names it), words by default, cut 90/5/5."""
+  examples, _ = _read(config, None, (), LocalTextCorpus,
+                      'a plain-text file (e.g. ../shared/data/wiki/enwiki-text.txt)')
+  return _language_model(config, examples, 'word')
+
+
+@registry.register('lm1b')
+def lm1b(config) -> Splits:
+  """One Billion Word (catalog only), sentencepiece; its test split serves as eval too."""
+  examples, _ = _read(config, 'lm1b', ('train', 'test', 'test'), None)
+  return _language_model(config, examples, 'sentencepiece')
+
+
+# Sequence tagging: labels sit on the first sub-word of each word.
+
+
+def _tagged(tokenizer: tokenizers.Tokenizer, examples: list[dict]) -> dict[str, list]:
+  """Token ids, tags and the first-piece `token_mask` of each sentence.
+
+  A word the tokenizer splits gets its tag on the first piece and mask 0 on the rest
+  (tag 0 there); with the word tokenizer every word is one piece.
+  """
+  columns = {'label': 'ner', 'pos': 'pos', 'chunks': 'chunks'}
+  # Catalog columns always match the tokens; mock data draws their lengths separately.
+  lengths = [min(len(ex['tokens']), *(len(ex[c]) for c in columns.values()))
+             for ex in examples]
+  words = [_str(w) for ex, n in zip(examples, lengths) for w in ex['tokens'][:n]]
+  pieces = [p if len(p) else np.array([tokenizers.UNK], np.int32)
+            for p in tokenizer.encode_batch(words)]
+  per_word = np.array([len(p) for p in pieces])
+  starts = np.cumsum(per_word) - per_word
+  flat = {'inputs': np.concatenate(pieces), 'token_mask': np.zeros(per_word.sum(), np.float32)}
+  flat['token_mask'][starts] = 1.0
+  for key, column in columns.items():
+    flat[key] = np.zeros(per_word.sum(), np.int32)
+    flat[key][starts] = np.concatenate(
+        [np.asarray(ex[column][:n], np.int32) for ex, n in zip(examples, lengths)])
+  sentence_ends = np.cumsum(per_word)[np.cumsum(lengths) - 1]
+  return {k: np.split(v, sentence_ends[:-1]) for k, v in flat.items()}
+
+
+@registry.register('conll2003')
+def conll2003(config) -> Splits:
+  """CoNLL-2003 NER (catalog: conll2003); `label` is the NER tag, also `pos`, `chunks`."""
+  examples, features = _read(
+      config, 'conll2003', ('train', 'dev', 'test'), LocalConll2003,
+      'the folder holding train.txt, valid.txt and test.txt (../shared/data/conll2003), '
+      'or None for the TFDS catalog')
+  tokenizer = _tokenizer(
+      config, 'word', lambda: (' '.join(map(_str, ex['tokens'])) for ex in examples[0]),
+      50_000)
+  names = {c: features[c].feature.names for c in ('ner', 'pos', 'chunks')}
+  return _bucketed_splits(
+      config, tokenizer, [_tagged(tokenizer, e) for e in examples], [{}] * 3,
+      num_classes=len(names['ner']), class_names=names['ner'], num_pos=len(names['pos']),
+      num_chunks=len(names['chunks']))
+
+
+# Sentence classification.
+
+
+def _classification(config, examples: list[list[dict]], features, text_key: str) -> Splits:
+  texts = [[_str(ex[text_key]) for ex in split] for split in examples]
+  tokenizer = _tokenizer(config, 'word', lambda: texts[0], 50_000)
+  names = features['label'].names
+  return _bucketed_splits(
+      config, tokenizer, [{'inputs': tokenizer.encode_batch(t)} for t in texts],
+      [{'label': np.array([ex['label'] for ex in split], np.int32)} for split in examples],
+      num_classes=len(names), class_names=names)
+
+
+@registry.register('sst2')
+def sst2(config) -> Splits:
+  """SST-2 sentences (catalog: glue/sst2; its test labels are hidden, so eval = test =
+  its validation split)."""
+  examples, features = _read(
+      config, 'glue/sst2', ('train', 'validation', 'validation'), LocalLabelledSentences,
+      'the folder holding stsa.binary.{train,dev,test} (../shared/data/sst2), or None for '
+      'the TFDS catalog', files=['stsa.binary.train', 'stsa.binary.dev', 'stsa.binary.test'],
+      class_names=['negative', 'positive'])
+  return _classification(config, examples, features, 'sentence')
+
+
+@registry.register('imdb_reviews')
+def imdb_reviews(config) -> Splits:
+  """IMDB review sentiment (catalog only); eval is the last 10% of train."""
+  examples, features = _read(config, 'imdb_reviews', ('train[:90%]', 'train[90%:]', 'test'),
+                             None)
+  return _classification(config, examples, features, 'text')
+
+
+# Translation: one sentencepiece vocabulary shared by both languages.
+
+
+def _translation(config, examples: list[list[dict]]) -> Splits:
+  source_language = config.data.get('source_language', 'de')
+  target_language = config.data.get('target_language', 'en')
+  texts = [[(_str(ex[source_language]), _str(ex[target_language])) for ex in split]
+           for split in examples]
+  tokenizer = _tokenizer(config, 'sentencepiece',
+                         lambda: (s for pair in texts[0] for s in pair), 8_000)
+  eos = np.array([tokenizers.EOS], np.int32)
+
+  def encode(sentences):
+    return [np.concatenate([ids, eos]) for ids in tokenizer.encode_batch(sentences)]
+
+  sequences = []
+  for split in texts:
+    inputs, targets = (encode(side) for side in zip(*split))
+    sequences.append({'inputs': inputs, 'targets': targets,
+                      'token_mask': [np.ones(len(t), np.float32) for t in targets]})
+  return _bucketed_splits(config, tokenizer, sequences, [{}] * 3,
+                          source_language=source_language, target_language=target_language)
+
+
+@registry.register('multi30k')
+def multi30k(config) -> Splits:
+  """Multi30k German-English (catalog fallback: wmt14_translate/de-en, far larger)."""
+  examples, _ = _read(
+      config, 'wmt14_translate/de-en', ('train', 'validation', 'test'), LocalParallelText,
+      'the folder holding {train,val,test_2016_flickr}.{de,en}[.gz] '
+      '(../shared/data/multi30k), or None for the TFDS catalog',
+      prefixes=['train', 'val', 'test_2016_flickr'], languages=['de', 'en'])
+  return _translation(config, examples)
+
+
+@registry.register('wmt14_de_en')
+def wmt14_de_en(config) -> Splits:
+  """WMT14 German-English (catalog only: wmt14_translate/de-en)."""
+  examples, _ = _read(config, 'wmt14_translate/de-en', ('train', 'validation', 'test'), None)
+  return _translation(config, examples)
