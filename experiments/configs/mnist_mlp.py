@@ -3,8 +3,8 @@
 Command (local 5k digits, 4,000 train / 1,000 test):
   python -m experiments.main --config=experiments/configs/mnist_mlp.py \
       --config.data_dir=../shared/data/mnist5k --workdir=workdirs/mnist_mlp
-Expected: test accuracy >= 0.95 on the 1,000 held-out digits (see README for the
-measured figure and time). Without data_dir it trains on the TFDS catalog's 60k MNIST.
+Expected: test accuracy >= 0.95 on the 1,000 held-out digits (measured 0.964, 18 s on
+2 CPU cores). Without data_dir it trains on the TFDS catalog's 60k MNIST.
 """
 
 from experiments.configs import default
