@@ -45,7 +45,7 @@ def take(iterator, k):
 
 
 def test_resumed_iterator_yields_the_same_batches():
-  source = pipeline.ArraySource(arrays(), None)
+  source = pipeline.ArraySource(arrays())
   straight = take(source.train_iterator(8, seed=3), 20)  # crosses 3 epochs of 6 batches
   first = source.train_iterator(8, seed=3)
   take(first, 7)

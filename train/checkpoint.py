@@ -12,7 +12,6 @@ import shutil
 
 import jax
 import orbax.checkpoint as ocp
-from absl import logging
 
 
 class Checkpointer:
@@ -39,11 +38,9 @@ class Checkpointer:
             state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
       except Exception as error:  # any failure to read means this step is unusable
         moved = self._quarantine(step)
-        logging.error('Checkpoint %s/%d is unreadable (%s: %s); moved it to %s and falling '
-                      'back to the previous checkpoint.', self.directory, step,
-                      type(error).__name__, str(error).splitlines()[0][:200], moved)
-        print(f'WARNING: checkpoint step {step} is corrupt; moved to {moved}; using the '
-              'previous one.', flush=True)
+        reason = f'{type(error).__name__}: {str(error).splitlines()[0][:200]}'
+        print(f'WARNING: checkpoint step {step} is corrupt ({reason}); moved it to {moved} '
+              'and using the previous one.', flush=True)
         continue
       return restored['state'], restored['data'], step
     return None

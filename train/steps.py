@@ -48,6 +48,11 @@ def make_eval_step(task, axis_name: str | None = None):
   return eval_step
 
 
+@jax.jit
+def _add(total, new):
+  return jax.tree.map(lambda a, b: a + b, total, new)
+
+
 def add_sums(total, new):
-  """Accumulates metric sums on device; `total` is None before the first step."""
-  return new if total is None else jax.tree.map(lambda a, b: a + b, total, new)
+  """Accumulates metric sums on device in one jitted dispatch; `total` is None at first."""
+  return new if total is None else _add(total, new)
