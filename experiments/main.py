@@ -16,7 +16,6 @@ from ml_collections import config_flags
 DEFAULT_CONFIG = str(pathlib.Path(__file__).parent / 'configs' / 'default.py')
 
 
-
 def define_flags():
   """Defines --config and --workdir.
 
@@ -44,12 +43,16 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax and TFDS are chatty at INFO
   import jax
-  from train import config_checks, loop  # after flag parsing: keeps --help fast
+  import nets
+  from train import loop  # after flag parsing: keeps --help fast
+  from train.errors import UserError
   if flags.FLAGS.distributed:
     jax.distributed.initialize()  # coordinates read from the TPU/SLURM environment
   try:
     loop.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-  except (config_checks.ConfigError, ValueError) as error:
+  except (UserError, nets.ModelConfigError) as error:
+    # The project's own errors are explained in one line; anything else is a bug whose
+    # traceback the user needs, so it propagates untouched.
     sys.exit(f'error: {error}')
 
 

@@ -2,23 +2,29 @@
 
 import flax.linen as nn
 
+from nets.bow import BagOfWords
 from nets.cnn import CNN
-from nets.mlp import MLP
+from nets.gat import GAT, GCN
+from nets.mlp import MLP, ModelConfigError
 
 MODELS: dict[str, type[nn.Module]] = {
     'mlp': MLP,
     'cnn': CNN,
+    'bag_of_words': BagOfWords,
+    'gat': GAT,
+    'gcn': GCN,
 }
 
 
 def create(name: str, **kwargs) -> nn.Module:
   """Builds `MODELS[name](**kwargs)`, naming the bad field if the config is wrong."""
   if name not in MODELS:
-    raise ValueError(f'config.model.name={name!r} is not a known model; '
-                     f'choose one of {sorted(MODELS)}.')
+    raise ModelConfigError(f'config.model.name={name!r} is not a known model; '
+                           f'choose one of {sorted(MODELS)}.')
   cls = MODELS[name]
   unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
   if unknown:
-    raise ValueError(f'config.model has fields {unknown} that {cls.__name__} does not take; '
-                     f'its fields are {sorted(f for f in cls.__dataclass_fields__ if f not in ("parent", "name"))}.')
+    known = sorted(f for f in cls.__dataclass_fields__ if f not in ('parent', 'name'))
+    raise ModelConfigError(f'config.model has fields {unknown} that {cls.__name__} does not '
+                           f'take; its fields are {known}.')
   return cls(**kwargs)

@@ -55,9 +55,13 @@ OUTPUTS: dict[str, Callable] = {
 }
 
 
+class ModelConfigError(ValueError):
+  """A model field holds a value the model cannot use; the message names the field."""
+
+
 def check_choice(field: str, value: str, table: dict) -> None:
   if value not in table:
-    raise ValueError(f'{field}={value!r} is not one of {sorted(table)}.')
+    raise ModelConfigError(f'config.model.{field}={value!r} is not one of {sorted(table)}.')
 
 
 class MLP(nn.Module):

@@ -16,9 +16,9 @@ from train.data import registry
 
 KEYS = {
     'lm': {'inputs', 'targets', 'mask'},
-    'tagging': {'inputs', 'label', 'pos', 'chunks', 'mask'},
-    'classification': {'inputs', 'label', 'mask'},
-    'translation': {'inputs', 'targets', 'mask'},
+    'tagging': {'inputs', 'label', 'pos', 'chunks', 'index', 'mask'},
+    'classification': {'inputs', 'label', 'index', 'mask'},
+    'translation': {'inputs', 'targets', 'index', 'mask'},
 }
 
 
@@ -32,10 +32,14 @@ def _lengths(splits):
 
 
 def _eval_examples(source, key='inputs'):
-  """(row, mask) of every real example of `source`, in order."""
+  """(row, mask) of every real example of `source`, in split order (evaluation batches
+  come bucket by bucket; `index` puts them back in order)."""
+  examples = []
   for batch in source.eval_batches(64):
     real = batch['mask'] if batch['mask'].ndim == 1 else batch['mask'].max(1)
-    yield from ((row, mask) for row, mask, r in zip(batch[key], batch['mask'], real) if r)
+    examples += [(i, row, mask) for i, row, mask, r in
+                 zip(batch['index'], batch[key], batch['mask'], real) if r]
+  return [(row, mask) for _, row, mask in sorted(examples, key=lambda e: e[0])]
 
 
 @pytest.fixture(scope='module')
@@ -58,8 +62,15 @@ def build(tfds_dir):
   return make
 
 
-def _token_lines(path):
-  return sum(1 for line in open(path) if line.split() and line.split()[0] != '-DOCSTART-')
+def _token_lines(path, cut_to=None):
+  """Tokens of a CoNLL file, each sentence cut to `cut_to` tokens if given."""
+  lengths = [0]
+  for line in open(path):
+    if not line.split():
+      lengths.append(0)
+    elif line.split()[0] != '-DOCSTART-':
+      lengths[-1] += 1
+  return sum(min(n, cut_to or n) for n in lengths)
 
 
 # Counts from ../shared/data/README.md and contents checked against the raw files.
@@ -71,18 +82,20 @@ def test_conll2003_counts_and_first_sentence(build):
   batch = next(splits.train.train_iterator(32, seed=0))
   assert set(batch) == KEYS['tagging'] and batch['mask'].ndim == 2
   tok, names = splits.info['tokenizer'], splits.info['class_names']
-  ids, mask = next(_eval_examples(splits.train))
+  ids, mask = _eval_examples(splits.train)[0]
   assert tok.decode(ids) == 'EU rejects German call to boycott British lamb .'
-  labels = next(_eval_examples(splits.train, 'label'))[0][mask > 0]
+  labels = _eval_examples(splits.train, 'label')[0][0][mask > 0]
   assert [names[i] for i in labels] == ['B-ORG', 'O', 'B-MISC', 'O', 'O', 'O', 'B-MISC', 'O',
                                         'O']
+  # Test sentences longer than the longest training sentence are cut to max_len.
   total = sum(m.sum() for _, m in _eval_examples(splits.test))
-  assert total == _token_lines(SHARED_DATA / 'conll2003' / 'test.txt')
+  assert total == _token_lines(SHARED_DATA / 'conll2003' / 'test.txt',
+                               cut_to=splits.info['max_len'])
 
 
 def test_conll2003_subwords_tag_the_first_piece_of_each_word(build):
   splits = build('conll2003', 'conll2003', tokenizer='sentencepiece', vocab_size=2000)
-  ids, mask = next(_eval_examples(splits.train))
+  ids, mask = _eval_examples(splits.train)[0]
   assert mask.sum() == 9 and (ids > 0).sum() > 9  # some words split into pieces
   first = 'EU rejects German call to boycott British lamb .'
   assert splits.info['tokenizer'].decode(ids) == first
@@ -94,7 +107,7 @@ def test_sst2_counts_and_labels(build):
   splits = build('sst2', 'sst2')
   assert _lengths(splits) == (6_920, 872, 1_821)
   assert splits.info['num_classes'] == 2
-  labels = np.concatenate([b['label'][b['mask'] > 0] for b in splits.train.eval_batches(500)])
+  labels = np.array([label for label, _ in _eval_examples(splits.train, 'label')])
   lines = open(SHARED_DATA / 'sst2' / 'stsa.binary.train').read().splitlines()
   np.testing.assert_array_equal(labels, [int(line.split()[0]) for line in lines])
   assert set(next(splits.train.train_iterator(32, seed=0))) == KEYS['classification']
@@ -104,14 +117,14 @@ def test_multi30k_counts_and_round_trip(build):
   splits = build('multi30k', 'multi30k')
   assert _lengths(splits) == (29_000, 1_014, 1_000)
   tok = splits.info['tokenizer']
-  batch = next(splits.test.eval_batches(4))
-  assert set(batch) == KEYS['translation']
+  assert set(next(splits.test.eval_batches(4))) == KEYS['translation']
   folder = SHARED_DATA / 'multi30k'
   for language, key in (('de', 'inputs'), ('en', 'targets')):
     with gzip.open(folder / f'test_2016_flickr.{language}.gz', 'rt', encoding='utf-8') as f:
       first = f.readline().rstrip('\n')
-    assert tok.decode(batch[key][0]) == first
-  assert batch['mask'][0].sum() == len(tok.encode(first)) + 1  # target tokens and EOS
+    ids, mask = _eval_examples(splits.test, key)[0]
+    assert tok.decode(ids) == first
+  assert mask.sum() == len(tok.encode(first)) + 1  # target tokens and EOS
 
 
 def _planetoid(part):

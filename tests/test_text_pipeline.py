@@ -121,16 +121,21 @@ def test_without_bucketing_every_batch_has_max_len():
 def test_long_examples_are_cut_to_max_len():
   source = _ragged_source(max_len=24)
   batches = list(source.eval_batches(32))
-  assert {b['inputs'].shape[1] for b in batches} == {24}
+  assert max(b['inputs'].shape[1] for b in batches) == 24
   assert max(b['mask'].sum(1).max() for b in batches) == 24
 
 
-def test_bucketed_eval_is_ordered_and_masks_padding_rows():
+def test_bucketed_eval_sees_every_example_once_and_masks_padding_rows():
   source = _ragged_source()
   batches = list(source.eval_batches(32))
+  # Each batch is padded to its own bucket's bound only.
+  assert [b['inputs'].shape[1] for b in batches] == sorted(b['inputs'].shape[1] for b in batches)
+  assert len({b['inputs'].shape[1] for b in batches}) > 1
   labels = np.concatenate([b['label'] for b in batches])
+  index = np.concatenate([b['index'] for b in batches])
   real = np.concatenate([b['mask'].sum(1) > 0 for b in batches])
-  np.testing.assert_array_equal(labels[real], np.arange(len(source)))
+  np.testing.assert_array_equal(np.sort(index[real]), np.arange(len(source)))
+  np.testing.assert_array_equal(labels[real], index[real])  # label i was given to example i
   total = sum(b['mask'].sum() for b in batches)
   assert total == sum(len(t) for t in _sentences())
 

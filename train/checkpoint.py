@@ -29,9 +29,12 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)),
                       force=force)
 
-  def restore_latest(self, abstract_state):
-    """(state, data_state, step) from the newest readable checkpoint, or None."""
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+  def restore_latest(self, target):
+    """(state, data_state, step) from the newest readable checkpoint, or None.
+
+    `target` is the abstract state (ShapeDtypeStructs with shardings): every array is
+    read straight into its shards, never through one device.
+    """
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(

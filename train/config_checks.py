@@ -9,9 +9,10 @@ import pathlib
 from ml_collections import ConfigDict
 
 from train import optimizers
+from train.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A config value a run cannot use; the message names the field and the fix."""
 
 

@@ -1,9 +1,10 @@
 """train_and_evaluate(config, workdir): the one loop every experiment runs.
 
-config -> dataset (train.data) -> model (nets) -> task -> optimizer -> state -> resume from
-the workdir's newest checkpoint -> jitted steps -> metrics / checkpoints / plots. Host
-syncs happen only at log, eval and checkpoint intervals; in between, steps are
-dispatched asynchronously and metric sums accumulate on device.
+config -> dataset (train.data) -> task -> model (nets) -> optimizer -> state, created in
+its shards by a jitted init -> resume from the workdir's newest checkpoint -> jitted
+steps -> metrics / checkpoints / plots. Host syncs happen only at log, eval and
+checkpoint intervals; in between, steps are dispatched asynchronously and metric sums
+accumulate on device.
 """
 
 import dataclasses
@@ -16,20 +17,26 @@ import jax
 import nets
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from train import checkpoint, config_checks, data, optimizers, parallel, reporting
 from train import state as state_lib
 from train import steps, tasks
+from train.errors import UserError
 
 
-def model_kwargs(config: ConfigDict, info: dict, mode: str) -> dict:
-  kwargs = {k: v for k, v in config.model.items() if k != 'name'}
-  kwargs.setdefault('num_outputs', info['num_classes'])
-  if mode == 'pmap' and 'batch_axis_name' in nets.MODELS[config.model.name].__dataclass_fields__:
+def create_model(config: ConfigDict, task, info: dict, mode: str):
+  """The model of `config.model.name`, its constructor arguments chosen by the task."""
+  if config.model.name not in nets.MODELS:
+    raise UserError(f'config.model.name={config.model.name!r} is not a known model; '
+                    f'choose one of {sorted(nets.MODELS)}.')
+  fields = nets.MODELS[config.model.name].__dataclass_fields__
+  kwargs = task.model_kwargs(config, info, fields)
+  if mode == 'pmap' and 'batch_axis_name' in fields:
     kwargs['batch_axis_name'] = parallel.PMAP_AXIS  # batch norm syncs over the pmap axis
-  return kwargs
+  return nets.create(config.model.name, **kwargs)
 
 
 def total_steps(config: ConfigDict, num_train: int) -> int:
@@ -38,26 +45,37 @@ def total_steps(config: ConfigDict, num_train: int) -> int:
   return config.num_epochs * (num_train // config.batch_size)
 
 
-class PreemptionFlag:
-  """Set by SIGTERM (the Cloud TPU preemption notice); the loop saves and exits."""
+class Preemption:
+  """Whether to save and stop now: SIGTERM (the Cloud TPU preemption notice) or Ctrl-C.
+
+  In a multi-process run every process must save the same step (Orbax saves are
+  collective), but the notice reaches the hosts at different steps: JAX's preemption
+  sync point (which listens for SIGTERM itself) answers True on every process at the
+  same step.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.raised = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self.raised = None
+    self._previous = {}
+    if jax.process_count() == 1:
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.raised = True
+    del frame
+    self.raised = signal.Signals(signum).name
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      if multihost_utils.reached_preemption_sync_point(step):
+        self.raised = 'SIGTERM'
+    return self.raised is not None
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
-
-
-def evaluate(task, par, eval_step, state, source, batch_size: int) -> dict:
-  total = None
-  for batch in source.eval_batches(batch_size, parallel.process_shard()):
-    total = steps.add_sums(total, eval_step(state, par.place_batch(batch)))
-  return task.report(par.host_sums(total))
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
 
 @dataclasses.dataclass
@@ -67,35 +85,50 @@ class Experiment:
   par: object
   splits: data.Splits
   task: object
-  state: state_lib.TrainState  # on the host, not yet placed on devices
+  model: object
+  state: state_lib.TrainState  # created in its shards (pmap: one replica per device)
   num_steps: int
   train_iter: object
 
 
 def build(config: ConfigDict, devices=None) -> Experiment:
-  """Validates the config, then builds data, model, task, optimizer and initial state."""
+  """Validates the config, then builds data, task, model, optimizer and initial state."""
   par = parallel.create(config, devices)
-  config_checks.validate(config, par.num_batch_shards * jax.process_count())
+  config_checks.validate(config, par.num_batch_shards)
   splits = data.build(config)
-  model = nets.create(config.model.name, **model_kwargs(config, splits.info, par.mode))
   task = tasks.create(config, splits.info)
+  model = create_model(config, task, splits.info, par.mode)
   num_steps = total_steps(config, len(splits.train))
   tx = optimizers.create(config.optimizer, num_steps)
-  shard = parallel.process_shard()
-  train_iter = splits.train.train_iterator(config.batch_size, config.seed, shard)
-  example = next(splits.eval.eval_batches(config.eval_batch_size, shard))
-  state = state_lib.create(model, tx, example, config.seed)
-  logging.info('%s: %d parameters', config.model.name, state_lib.parameter_count(state.params))
-  return Experiment(config, par, splits, task, state, num_steps, train_iter)
+  train_iter = splits.train.train_iterator(config.batch_size, config.seed,
+                                           par.data_shard(config.batch_size))
+  example = next(splits.eval.eval_batches(config.eval_batch_size,
+                                          par.data_shard(config.eval_batch_size)))
+  init = state_lib.initializer(model, tx, config.seed, task.state_collections)
+  state = par.init_state(init, parallel.shape_structs(task.model_inputs(example)))
+  return Experiment(config, par, splits, task, model, state, num_steps, train_iter)
 
 
-def compile_steps(exp: Experiment, placed_state):
+def compile_steps(exp: Experiment, state):
   """(train_step, eval_step), jitted over the mesh or pmapped."""
   axis = parallel.PMAP_AXIS if exp.par.mode == 'pmap' else None
-  train_step = exp.par.compile(steps.make_train_step(exp.task, exp.config.l2, axis),
-                               placed_state, True)
-  eval_step = exp.par.compile(steps.make_eval_step(exp.task, axis), placed_state, False)
+  train_step = exp.par.compile(steps.make_train_step(exp.task, exp.config, axis), state, True)
+  eval_step = exp.par.compile(steps.make_eval_step(exp.task, axis), state, False)
   return train_step, eval_step
+
+
+def evaluate(exp: Experiment, eval_step, state, source) -> dict:
+  """One pass over `source`: sums added on device, per-example outputs on the host."""
+  size = exp.config.eval_batch_size
+  sums, examples = None, []
+  for batch in source.eval_batches(size, exp.par.data_shard(size)):
+    out = eval_step(state, exp.par.place_batch(batch, size))
+    sums = steps.add_sums(sums, out.sums)
+    if out.examples is not None:
+      examples.append(exp.par.host_examples(out.examples))
+  sums = None if sums is None else exp.par.host_sums(sums)
+  examples = jax.tree.map(lambda *xs: np.concatenate(xs), *examples) if examples else None
+  return exp.task.finalize(sums, examples)
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
@@ -104,60 +137,73 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
     # A trained tokenizer belongs to the run: saved in, and reloaded from, the workdir.
     config.data.tokenizer_dir = str(pathlib.Path(workdir) / 'tokenizer')
   exp = build(config, devices)
-  par, splits, task, state, num_steps, train_iter = (
-      exp.par, exp.splits, exp.task, exp.state, exp.num_steps, exp.train_iter)
+  par, splits, task, num_steps, train_iter = (
+      exp.par, exp.splits, exp.task, exp.num_steps, exp.train_iter)
+  logging.info('%s: %d parameters', config.model.name,
+               state_lib.parameter_count(par.unreplicate(exp.state).params))
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
 
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                  config.async_checkpoints)
-  restored = ckpt.restore_latest(state)
+  state = exp.state
+  restored = ckpt.restore_latest(par.restore_target(state))
   start = 0
   if restored is not None:
     state, data_state, start = restored
+    state = par.place_restored(state)
     train_iter.set_state(data_state)
     print(f'Resumed from the checkpoint at step {start} in {workdir}.', flush=True)
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
   writer = reporting.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
 
-  state = par.place_state(state)
   train_step, eval_step = compile_steps(exp, state)
   learning_rate = optimizers.schedule(config.optimizer, num_steps)
-  preemption = PreemptionFlag()
+  preemption = Preemption()
+  place = lambda batch: par.place_batch(batch, config.batch_size)
 
-  sums, window_start, window_steps = None, time.perf_counter(), 0
+  # Throughput counts train steps only: the clock restarts after the first step of the
+  # run (its compilation) and after every evaluation and checkpoint.
+  sums, clock, timed_steps = None, time.perf_counter(), 0
   bar = tqdm(total=num_steps, initial=start, disable=not config.progress_bar,
              unit='step', dynamic_ncols=True)
   try:
     for step in range(start + 1, num_steps + 1):
-      state, step_sums = train_step(state, par.place_batch(next(train_iter)))
+      state, step_sums = train_step(state, place(next(train_iter)))
       sums = steps.add_sums(sums, step_sums)
-      window_steps += 1
+      timed_steps += 1
+      if step == start + 1:
+        jax.block_until_ready(state)
+        clock, timed_steps = time.perf_counter(), 0
       if step % config.log_every == 0 or step == num_steps:
         host = par.host_sums(sums)  # the only host sync between logs
-        elapsed = time.perf_counter() - window_start
+        elapsed = time.perf_counter() - clock
         metrics = reporting.scalars(task.report(host))
-        metrics.update(grad_norm=float(host['grad_norm'] / host['steps']),
-                       learning_rate=float(learning_rate(step - 1)),
-                       examples_per_sec=window_steps * config.batch_size / elapsed,
-                       step_time_ms=1e3 * elapsed / window_steps)
+        if 'grad_norm' in host:
+          metrics['grad_norm'] = float(host['grad_norm'] / host['steps'])
+        metrics['learning_rate'] = float(learning_rate(step - 1))
+        if timed_steps:
+          metrics.update(examples_per_sec=timed_steps * config.batch_size / elapsed,
+                         step_time_ms=1e3 * elapsed / timed_steps)
         writer.write(step, 'train', metrics)
-        bar.set_postfix(loss=f'{metrics["loss"]:.4f}',
-                        ex_per_s=f'{metrics["examples_per_sec"]:.0f}')
-        bar.update(window_steps)
-        sums, window_start, window_steps = None, time.perf_counter(), 0
+        bar.set_postfix(loss=f'{metrics["loss"]:.4f}')
+        bar.update(step - bar.n)
+        sums, clock, timed_steps = None, time.perf_counter(), 0
       if step % config.eval_every == 0 and step != num_steps:
         writer.write(step, 'eval', reporting.scalars(
-            evaluate(task, par, eval_step, state, splits.eval, config.eval_batch_size)))
-      if step % config.checkpoint_every == 0 or step == num_steps or preemption.raised:
-        ckpt.save(step, par.unreplicate(state), train_iter.get_state(),
-                  force=preemption.raised)
-      if preemption.raised:
-        logging.warning('SIGTERM received: saved step %d, exiting.', step)
+            evaluate(exp, eval_step, state, splits.eval)))
+        clock, timed_steps = time.perf_counter(), 0
+      stop = preemption.reached(step)
+      if step % config.checkpoint_every == 0 or step == num_steps or stop:
+        ckpt.save(step, par.checkpointable(state), train_iter.get_state(), force=stop)
+        clock, timed_steps = time.perf_counter(), 0
+      if stop:
         ckpt.close()
-        raise SystemExit(143)
-    test = evaluate(task, par, eval_step, state, splits.test, config.eval_batch_size)
+        print(f'{preemption.raised} received: saved step {step} in {workdir}; run the '
+              'same command to resume.', flush=True)
+        raise SystemExit(143 if preemption.raised == 'SIGTERM' else 130)
+    test = evaluate(exp, eval_step, state, splits.test)
     writer.write(num_steps, 'test', test)
     print(f'Test at step {num_steps}: {json.dumps(reporting.scalars(test))}', flush=True)
   finally:

@@ -44,14 +44,21 @@ def mean_squared_error(predictions_BxK, targets_BxK):
   return jnp.mean(jnp.square(predictions_BxK.astype(jnp.float32) - targets_BxK), axis=-1)
 
 
-def is_weight(path, leaf) -> bool:
-  """Weights are the matrices and filters (kernels, embeddings): leaves of rank >= 2.
+# The parameter names Flax gives to weight matrices, filters and embedding tables.
+WEIGHT_NAMES = ('kernel', 'embedding')
 
-  Biases and the scale/offset of normalisation layers are vectors; penalising them only
-  restricts where a unit's response is centred, not the model's capacity.
+
+def is_weight(path, leaf) -> bool:
+  """Weights are the leaves named `kernel` or `embedding`: matrices, filters, tables.
+
+  Decided by name, not rank: a multi-head projection's bias is [heads, head_dim] and
+  `nn.scan` stacks every bias and norm scale into a matrix, yet none of them is a
+  weight. Biases and the scale/offset of normalisation layers only move where a unit's
+  response is centred, not the model's capacity, so L2 and weight decay leave them.
   """
-  del path
-  return jnp.ndim(leaf) >= 2
+  del leaf
+  last = path[-1] if path else None
+  return str(getattr(last, 'key', getattr(last, 'name', last))) in WEIGHT_NAMES
 
 
 def l2_penalty(params) -> jax.Array:

@@ -1,6 +1,6 @@
 """The train state: everything a step reads and writes, and everything a checkpoint holds."""
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import optax
@@ -29,15 +29,23 @@ class TrainState(struct.PyTreeNode):
     return {'params': self.params if params is None else params, **self.model_state}
 
 
-def create(model, tx: optax.GradientTransformation, example_batch: dict, seed: int):
-  """Initialises the model on `example_batch['inputs']` and the optimizer on its params."""
-  init_rng, dropout_rng, train_rng = jax.random.split(jax.random.key(seed), 3)
-  variables = model.init({'params': init_rng, 'dropout': dropout_rng},
-                         example_batch['inputs'], train=False)
-  params = variables.pop('params')
-  return TrainState(step=jax.numpy.zeros([], jax.numpy.int32), params=params,
-                    opt_state=tx.init(params), model_state=dict(variables), rng=train_rng,
-                    apply_fn=model.apply, tx=tx)
+def initializer(model, tx: optax.GradientTransformation, seed: int,
+                state_collections: Sequence[str]) -> Callable[..., TrainState]:
+  """A pure `init(*model_inputs) -> TrainState`, to run under `jit` (or `eval_shape`).
+
+  Only `state_collections` of what `model.init` creates are kept as model state; any
+  other collection (a decoding cache, say) is not training state.
+  """
+  def init(*model_inputs) -> TrainState:
+    init_rng, dropout_rng, train_rng = jax.random.split(jax.random.key(seed), 3)
+    variables = model.init({'params': init_rng, 'dropout': dropout_rng}, *model_inputs,
+                           train=False)
+    params = variables['params']
+    model_state = {k: v for k, v in variables.items() if k in state_collections}
+    return TrainState(step=jax.numpy.zeros([], jax.numpy.int32), params=params,
+                      opt_state=tx.init(params), model_state=model_state, rng=train_rng,
+                      apply_fn=model.apply, tx=tx)
+  return init
 
 
 def parameter_count(params) -> int:

@@ -1,25 +1,49 @@
-"""Tasks: model + loss + metrics, the unit a config selects (`config.task`).
+"""Tasks: model + loss + metrics + evaluation, the unit a config selects (`config.task`).
 
-A task tells the engine three things, all pure functions of arrays:
+The engine (train/loop.py) knows nothing about any architecture; everything it needs
+from one comes through these hooks of a task. `Task` gives every hook a default, so a
+task overrides only what differs from a plain supervised classifier:
 
-  loss(state, params, batch, rng, train) -> (scalar loss, (metric sums, new model_state))
-  eval_sums(state, batch)                -> metric sums of one evaluation batch
-  report(sums)                           -> {metric name: value}, on the host
+  model_kwargs(config, info, fields) -> the model's constructor arguments. Defaults:
+      the `config.model` fields, then any model field that `info` (the dataset's facts:
+      vocab_size, num_classes, pad_id, ...) names and the config leaves unset.
+  model_inputs(batch) -> the positional arguments of the model's `__call__`, read from a
+      batch (e.g. inputs and targets for an encoder-decoder, node features and edges for
+      a graph). `init` and every `apply` use it.
+  state_collections  -> the mutable variable collections that are training state
+      (checkpointed, averaged across pmap replicas), e.g. ('batch_stats',). Any other
+      collection a model writes (a decoding 'cache', 'intermediates') is dropped.
+  loss(state, params, batch, rng, train) -> (loss_sum, Aux): the loss SUMMED over the
+      batch's weighted positions, with Aux(weight, sums, model_state). The engine divides
+      by the weight summed over every device and process, so the gradient is that of the
+      global mean whatever the per-device masks are.
+  report(sums) -> {metric: value} from training metric sums (pytrees of totals the
+      engine adds up on device between logs), on the host.
+  eval_batch(state, batch) -> EvalOutput(sums, examples), inside jit: `sums` are added
+      up on device over the split; `examples` (per-example arrays with a leading batch
+      axis, e.g. decoded tokens) are fetched to the host, gathered from every process
+      in global batch order, and concatenated over the split.
+  finalize(sums, examples) -> {metric: value} of a whole split, on the host (BLEU,
+      entity-level F1, ... are computed here from `examples`).
+  make_train_step(config, axis_name) -> a task's own `(state, batch) -> (state, sums)`
+      step (sparse word2vec updates, say), or None for the standard step of
+      train/steps.py. `axis_name` is the pmap axis (None under jit over a mesh); a
+      custom step must reduce over it itself. `grad_norm` and `steps` in its sums are
+      optional.
 
-"Metric sums" are pytrees of totals (loss sum, example count, confusion matrix) that the
-engine adds up on device across steps and devices; `report` turns the totals into the
-shared metric names (loss, accuracy, precision, recall, f1, ...). Most tasks reuse the
-standard train step in `train/steps.py`; a task that needs its own step (sparse
-word2vec updates, say) sets `train_step` and the engine uses it instead.
+"Metric sums" are pytrees of totals (loss sum, example count, confusion matrix) that add
+across steps, devices and processes; every metric is derived from them on the host, so a
+metric is exact over a split however it was batched or sharded.
 """
 
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
 from train import losses, metrics
+from train.errors import UserError
 
 _TASKS: dict[str, Callable] = {}
 
@@ -31,40 +55,100 @@ def register(name: str):
   return wrap
 
 
+def names() -> list[str]:
+  return sorted(_TASKS)
+
+
 def create(config: ConfigDict, info: dict):
   if config.task not in _TASKS:
-    raise ValueError(f'config.task={config.task!r} is not a known task; '
-                     f'choose one of {sorted(_TASKS)}.')
+    raise UserError(f'config.task={config.task!r} is not a known task; '
+                    f'choose one of {names()}.')
   return _TASKS[config.task](config, info)
 
 
-def masked_mean(per_example, mask):
-  return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+class Aux(NamedTuple):
+  """What `Task.loss` returns beside the loss sum."""
+  weight: jax.Array     # the total weight (mask sum) the loss sum is over
+  sums: Any             # metric sums of the batch
+  model_state: Any      # the updated state collections (batch-norm statistics)
+
+
+class EvalOutput(NamedTuple):
+  """What `Task.eval_batch` returns for one evaluation batch."""
+  sums: Any = None      # added up on device over the split
+  examples: Any = None  # per-example arrays, gathered on the host
+
+
+class Task:
+  """Defaults for every hook; see the module docstring."""
+  state_collections: tuple[str, ...] = ('batch_stats',)
+
+  def __init__(self, config: ConfigDict, info: dict):
+    self.config = config
+    self.info = info
+
+  def model_kwargs(self, config: ConfigDict, info: dict, fields) -> dict:
+    kwargs = {k: v for k, v in config.model.items() if k != 'name'}
+    for name in fields:
+      if name not in kwargs and name in info:
+        kwargs[name] = info[name]
+    return kwargs
+
+  def model_inputs(self, batch: dict) -> tuple:
+    return (batch['inputs'],)
+
+  def apply(self, state, params, batch, rng, train: bool):
+    """The model's output on `batch`, and the new state collections (train only)."""
+    mutable = list(state.model_state) if train else False
+    out = state.apply_fn(state.variables(params), *self.model_inputs(batch), train=train,
+                         rngs={'dropout': rng} if train else None, mutable=mutable)
+    return out if train else (out, state.model_state)
+
+  def loss(self, state, params, batch, rng, train: bool = True):
+    raise NotImplementedError
+
+  def report(self, sums) -> dict:
+    raise NotImplementedError
+
+  def eval_batch(self, state, batch) -> EvalOutput:
+    _, aux = self.loss(state, state.params, batch, None, train=False)
+    return EvalOutput(sums=aux.sums)
+
+  def finalize(self, sums, examples) -> dict:
+    del examples
+    return self.report(sums)
+
+  def make_train_step(self, config: ConfigDict, axis_name: str | None):
+    del config, axis_name
+    return None
 
 
 @register('classification')
-class Classification:
+class Classification(Task):
   """One label per example from `inputs`; the loss matches the model's output layer.
 
   softmax_cross_entropy: K logits, label in [0, K).
   sigmoid_cross_entropy: one logit per class, targets one-hot (K=1: binary, p = s(z)).
   mse: K linear outputs regressed onto the one-hot label (classic squared-error nets).
   """
-  train_step = None  # the standard step
 
   def __init__(self, config: ConfigDict, info: dict):
+    super().__init__(config, info)
+    if 'num_classes' not in info:
+      raise UserError(f'config.task={config.task!r} needs a dataset with class labels, '
+                      f'but config.dataset={config.dataset!r} has none; choose a '
+                      'classification dataset or another task.')
     self.num_classes = info['num_classes']
     self.loss_name = config.loss
     self.label_smoothing = config.label_smoothing
     if self.loss_name not in losses.LOSSES:
-      raise ValueError(f'config.loss={self.loss_name!r} is not one of '
-                       f'{sorted(losses.LOSSES)}.')
+      raise UserError(f'config.loss={self.loss_name!r} is not one of '
+                      f'{sorted(losses.LOSSES)}.')
 
-  def _logits(self, state, params, batch, rng, train):
-    mutable = list(state.model_state) if train else False
-    out = state.apply_fn(state.variables(params), batch['inputs'], train=train,
-                         rngs={'dropout': rng} if train else None, mutable=mutable)
-    return out if train else (out, state.model_state)
+  def model_kwargs(self, config, info, fields) -> dict:
+    kwargs = super().model_kwargs(config, info, fields)
+    kwargs.setdefault('num_outputs', self.num_classes)
+    return kwargs
 
   def _per_example_loss(self, logits_BxK, labels_B):
     if self.loss_name == 'softmax_cross_entropy':
@@ -76,26 +160,21 @@ class Classification:
       return losses.sigmoid_cross_entropy(logits_BxK, targets, self.label_smoothing)
     return losses.mean_squared_error(logits_BxK, targets)
 
-  def _sums(self, logits_BxK, per_example_B, batch):
-    mask = batch['mask']
+  def predictions(self, logits_BxK):
     if logits_BxK.shape[-1] == 1:  # a single sigmoid/linear unit: threshold at p = 1/2
       threshold = 0.0 if self.loss_name == 'sigmoid_cross_entropy' else 0.5
-      predictions = (logits_BxK[:, 0] > threshold).astype(jnp.int32)
-    else:
-      predictions = jnp.argmax(logits_BxK, axis=-1)
-    return {'loss': jnp.sum(per_example_B * mask), 'count': jnp.sum(mask),
-            'confusion': metrics.confusion_matrix(batch['label'], predictions,
-                                                  self.num_classes, mask)}
+      return (logits_BxK[:, 0] > threshold).astype(jnp.int32)
+    return jnp.argmax(logits_BxK, axis=-1)
 
   def loss(self, state, params, batch, rng, train=True):
-    logits, model_state = self._logits(state, params, batch, rng, train)
+    logits, model_state = self.apply(state, params, batch, rng, train)
+    mask = batch['mask']
     per_example = self._per_example_loss(logits, batch['label'])
-    return (masked_mean(per_example, batch['mask']),
-            (self._sums(logits, per_example, batch), model_state))
-
-  def eval_sums(self, state, batch):
-    logits, _ = self._logits(state, state.params, batch, None, train=False)
-    return self._sums(logits, self._per_example_loss(logits, batch['label']), batch)
+    loss_sum = jnp.sum(per_example * mask)
+    sums = {'loss': loss_sum, 'count': jnp.sum(mask),
+            'confusion': metrics.confusion_matrix(batch['label'], self.predictions(logits),
+                                                  self.num_classes, mask)}
+    return loss_sum, Aux(jnp.sum(mask), sums, model_state)
 
   def report(self, sums) -> dict:
     out = metrics.classification_report(sums['confusion'])

@@ -41,9 +41,10 @@ def measure(name: str, module) -> dict:
   config = module.get_config()
   config.data_dir = FLAGS.data_dir
   exp = loop.build(config)
-  state = exp.par.place_state(exp.state)
+  state = exp.state
   train_step, _ = loop.compile_steps(exp, state)
-  batches = [exp.par.place_batch(next(exp.train_iter)) for _ in range(FLAGS.steps)]
+  place = lambda batch: exp.par.place_batch(batch, config.batch_size)
+  batches = [place(next(exp.train_iter)) for _ in range(FLAGS.steps)]
   holder = {'state': train_step(state, batches[0])[0]}  # compile and warm up
 
   def device_only():
@@ -54,8 +55,7 @@ def measure(name: str, module) -> dict:
   def full_loop():
     total = None
     for _ in range(FLAGS.steps):
-      holder['state'], sums = train_step(holder['state'], exp.par.place_batch(
-          next(exp.train_iter)))
+      holder['state'], sums = train_step(holder['state'], place(next(exp.train_iter)))
       total = steps.add_sums(total, sums)
     jax.block_until_ready(total)
 

@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 from train.data import registry
 from train.data.pipeline import Batch, Shard, Splits
 from train.data.text_builders import LocalBuilder, open_local
+from train.errors import UserError
 
 _PARTS = ('x', 'y', 'tx', 'ty', 'allx', 'ally', 'graph', 'test.index')
 _NUM_VALIDATION = 500
@@ -120,7 +121,7 @@ class GraphSource:
 
   def _check(self, batch_size: int, shard: Shard) -> None:
     if batch_size != 1 or shard.count != 1:
-      raise ValueError(f'A graph is trained full-batch: set config.batch_size=1 (not '
+      raise UserError(f'A graph is trained full-batch: set config.batch_size=1 (not '
                        f'{batch_size}) and run it in one process (not {shard.count}).')
 
   def train_iterator(self, batch_size: int, seed: int, shard: Shard = Shard()) -> _Iterator:
@@ -137,7 +138,7 @@ class GraphSource:
 def cora(config) -> Splits:
   """Cora with the Planetoid split; config.data_dir is the folder of ind.cora.* files."""
   if not config.data_dir:
-    raise ValueError('cora has no TFDS catalog counterpart: set config.data_dir to the '
+    raise UserError('cora has no TFDS catalog counterpart: set config.data_dir to the '
                      'folder of ind.cora.* files (../shared/data/cora).')
   source, = open_local(LocalPlanetoid, config, config.data_dir,
                        'the folder of ind.cora.* files (../shared/data/cora)', dataset='cora')

@@ -15,6 +15,7 @@ from ml_collections import ConfigDict
 
 from train.data.pipeline import ArraySource, Splits
 from train.data.registry import register
+from train.errors import UserError
 
 CSV_NAME = 'mnist_5k.csv.gz'
 TRAIN_FRACTION = 0.8
@@ -30,19 +31,19 @@ def read_pixel_csv(path: pathlib.Path, image_shape=(28, 28, 1)) -> dict[str, np.
       if fields == ['']:
         continue
       if len(fields) != num_pixels + 1:
-        raise ValueError(f'{path}:{line_number}: expected {num_pixels} pixel columns and a '
+        raise UserError(f'{path}:{line_number}: expected {num_pixels} pixel columns and a '
                          f'label ({num_pixels + 1} fields), found {len(fields)}.')
       try:
         rows.append(np.asarray(fields, dtype=np.int64))
       except ValueError:
-        raise ValueError(f'{path}:{line_number}: every field must be an integer '
+        raise UserError(f'{path}:{line_number}: every field must be an integer '
                          '(pixels 0-255, then the label).') from None
   if not rows:
-    raise ValueError(f'{path} holds no examples.')
+    raise UserError(f'{path} holds no examples.')
   table = np.stack(rows)
   pixels, labels = table[:, :num_pixels], table[:, num_pixels]
   if pixels.min() < 0 or pixels.max() > 255:
-    raise ValueError(f'{path}: pixel values must lie in 0-255.')
+    raise UserError(f'{path}: pixel values must lie in 0-255.')
   return {'inputs': (pixels.reshape((-1,) + image_shape) / 255.0).astype(np.float32),
           'label': labels.astype(np.int32)}
 
@@ -86,7 +87,7 @@ def build_mnist(config: ConfigDict) -> Splits:
   else:
     path = pathlib.Path(config.data_dir) / CSV_NAME
     if not path.exists():
-      raise ValueError(f'config.data_dir={config.data_dir!r} has no {CSV_NAME}; point it at '
+      raise UserError(f'config.data_dir={config.data_dir!r} has no {CSV_NAME}; point it at '
                        'the folder holding it (e.g. ../shared/data/mnist5k).')
     everything = read_pixel_csv(path)
     train_rows, test_rows = stratified_split(everything['label'], TRAIN_FRACTION, seed=0)

@@ -26,6 +26,8 @@ from typing import Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
+from train.errors import UserError
+
 Batch = dict[str, np.ndarray]
 
 
@@ -37,7 +39,7 @@ class Shard:
 
   def local_size(self, global_batch_size: int) -> int:
     if global_batch_size % self.count:
-      raise ValueError(
+      raise UserError(
           f'batch_size={global_batch_size} is not divisible by the {self.count} '
           'processes; choose a multiple of the process count.')
     return global_batch_size // self.count
@@ -79,7 +81,7 @@ class ArrayIterator:
     self._arrays = arrays
     self._num_examples = len(next(iter(arrays.values())))
     if batch_size > self._num_examples:
-      raise ValueError(
+      raise UserError(
           f'batch_size={batch_size} is larger than the {self._num_examples} training '
           'examples; lower config.batch_size.')
     self._batch_size = batch_size
@@ -155,9 +157,9 @@ class ArraySource:
   def __post_init__(self):
     lengths = {k: len(v) for k, v in self.arrays.items()}
     if len(set(lengths.values())) != 1:
-      raise ValueError(f'Arrays of one split differ in length: {lengths}.')
+      raise UserError(f'Arrays of one split differ in length: {lengths}.')
     if not next(iter(lengths.values())):
-      raise ValueError('The split is empty: check the data files or the split name.')
+      raise UserError('The split is empty: check the data files or the split name.')
 
   def __len__(self) -> int:
     return len(next(iter(self.arrays.values())))

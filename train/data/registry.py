@@ -5,6 +5,7 @@ from typing import Callable
 from ml_collections import ConfigDict
 
 from train.data.pipeline import Splits
+from train.errors import UserError
 
 Builder = Callable[[ConfigDict], Splits]
 _BUILDERS: dict[str, Builder] = {}
@@ -23,6 +24,6 @@ def names() -> list[str]:
 
 def build(config: ConfigDict) -> Splits:
   if config.dataset not in _BUILDERS:
-    raise ValueError(f'config.dataset={config.dataset!r} is not a known dataset; '
+    raise UserError(f'config.dataset={config.dataset!r} is not a known dataset; '
                      f'choose one of {names()}.')
   return _BUILDERS[config.dataset](config)

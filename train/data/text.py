@@ -13,7 +13,8 @@ default), and these optional `config.data` fields:
                  <workdir>/tokenizer so a resumed run keeps its vocabulary
   seq_len        language models: tokens per training window (256)
   max_len        other datasets: the longest padded length (default: the longest
-                 example, rounded up to a multiple of 8; longer examples are cut)
+                 training example, rounded up to a multiple of 8; longer examples,
+                 in any split, are cut)
   bucketing      other datasets: batch by length bucket (True) or pad all to max_len
   source_language, target_language   translation direction ('de' -> 'en')
 
@@ -29,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from train.data import registry, tokenizers
 from train.data.pipeline import Splits
@@ -36,6 +38,7 @@ from train.data.text_builders import (LocalBuilder, LocalConll2003, LocalLabelle
                                       LocalParallelText, LocalTextCorpus, open_local)
 from train.data.text_pipeline import (BucketedSource, lm_source, token_stream,
                                       tokenizer_info)
+from train.errors import UserError
 
 _SPLITS = ('train', 'eval', 'test')
 
@@ -60,10 +63,10 @@ def _read(config, catalog: str | None, catalog_splits: Sequence[str],
     **options: `local`'s own arguments.
   """
   if config.data_dir and local is None:
-    raise ValueError(f'{config.dataset} is read from the TFDS catalog ({catalog}) only; '
+    raise UserError(f'{config.dataset} is read from the TFDS catalog ({catalog}) only; '
                      'set config.data_dir to None.')
   if not config.data_dir and catalog is None:
-    raise ValueError(f'{config.dataset} reads local files: set config.data_dir to {layout}.')
+    raise UserError(f'{config.dataset} reads local files: set config.data_dir to {layout}.')
   if config.data_dir:
     sources = open_local(local, config, source or config.data_dir, layout, **options)
   else:
@@ -72,7 +75,7 @@ def _read(config, catalog: str | None, catalog_splits: Sequence[str],
   examples = [[s[i] for i in range(len(s))] for s in sources]
   for split, split_examples in zip(_SPLITS, examples):
     if not split_examples:
-      raise ValueError(f'The {split} split of {config.dataset} is empty; check '
+      raise UserError(f'The {split} split of {config.dataset} is empty; check '
                        'config.data_dir, or the TFDS data in config.tfds_data_dir.')
   return examples, sources[0].dataset_info.features
 
@@ -88,9 +91,19 @@ def _tokenizer(config, default_kind: str, texts: Callable[[], Iterable[str]],
 
 def _bucketed_splits(config, tokenizer: tokenizers.Tokenizer, sequences: list[dict],
                      scalars: list[dict], **info) -> Splits:
-  """Splits of BucketedSources (train, eval, test), all padded to the same max_len."""
-  longest = max(len(x) for split in sequences for rows in split.values() for x in rows)
+  """Splits of BucketedSources (train, eval, test) with the buckets of the training split.
+
+  max_len defaults to the longest training example (rounded up to a multiple of 8): it
+  is a fact of the training data, never of the examples a model is evaluated on.
+  """
+  longest = max(len(x) for rows in sequences[0].values() for x in rows)
   max_len = config.data.get('max_len') or -(-longest // 8) * 8
+  for name, split in zip(_SPLITS[1:], sequences[1:]):
+    cut = sum(len(x) > max_len for x in next(iter(split.values())))
+    if cut:
+      logging.warning('%d %s examples of %s are longer than max_len=%d and are cut; set '
+                      'config.data.max_len to keep them whole.', cut, name, config.dataset,
+                      max_len)
   bucketing = config.data.get('bucketing', True)
   sources = [BucketedSource(s, c, max_len, bucketing) for s, c in zip(sequences, scalars)]
   return Splits(*sources, info=tokenizer_info(tokenizer, max_len=max_len, **info))

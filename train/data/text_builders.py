@@ -16,7 +16,7 @@ same experiment reads without `data_dir`, so one conversion serves both:
 | LocalLabelledSentences   | glue/sst2, imdb_reviews | sentence (text), label           |
 | LocalParallelText        | wmt14_translate/de-en   | one text per language            |
 
-A malformed line raises ValueError naming the file and the line number.
+A malformed line raises UserError naming the file and the line number.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import os
 from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
+
+from train.errors import UserError
 
 _CONLL = tfds.dataset_builders.conll.conll_dataset_builder_utils
 _LINES_PER_DOCUMENT = 1000  # text corpora are stored in blocks, not one huge record
@@ -47,7 +49,7 @@ def _nonempty(path: str, examples: Iterator) -> Iterator:
   for count, example in enumerate(examples, 1):
     yield example
   if not count:
-    raise ValueError(f'{path} holds no examples; check the file, or that config.data_dir '
+    raise UserError(f'{path} holds no examples; check the file, or that config.data_dir '
                      'points at the right folder.')
 
 
@@ -110,7 +112,7 @@ class LocalTextCorpus(LocalBuilder):
     with open(self._source, encoding='utf-8') as f:
       text = f.read()
     if not text.strip():
-      raise ValueError(f'{self._source} is empty; config.data_dir must name a text file.')
+      raise UserError(f'{self._source} is empty; config.data_dir must name a text file.')
     i = int(len(text) * 0.9)
     train, rest = text[:i], text[i:]
     i = int(len(rest) * 0.5)
@@ -144,12 +146,12 @@ class LocalConll2003(LocalBuilder):
       fields = line.split()
       if fields and fields[0] != '-DOCSTART-':
         if len(fields) != len(self._COLUMNS):
-          raise ValueError(
+          raise UserError(
               f'{path}, line {number}: expected 4 columns (token POS chunk NER) but found '
               f'{len(fields)}; fix or delete that line.')
         for column, value in zip(self._COLUMNS, fields):
           if column in tags and value not in tags[column]:
-            raise ValueError(f'{path}, line {number}: {value!r} is not a CoNLL-2003 '
+            raise UserError(f'{path}, line {number}: {value!r} is not a CoNLL-2003 '
                              f'{column} tag; fix that line.')
           sentence[column].append(value)
       elif sentence['tokens']:
@@ -179,13 +181,13 @@ class LocalLabelledSentences(LocalBuilder):
     for number, line in numbered_lines(path):
       label, _, sentence = line.strip().partition(' ')
       if not label.lstrip('-').isdigit():
-        raise ValueError(f'{path}, line {number}: the label {label!r} is not an integer; '
+        raise UserError(f'{path}, line {number}: the label {label!r} is not an integer; '
                          'each line must be "<label> <sentence>".')
       if not 0 <= int(label) < num_classes:
-        raise ValueError(f'{path}, line {number}: the label {label} is not in '
+        raise UserError(f'{path}, line {number}: the label {label} is not in '
                          f'0..{num_classes - 1}; fix that line.')
       if not sentence.strip():
-        raise ValueError(f'{path}, line {number}: the label has no sentence after it.')
+        raise UserError(f'{path}, line {number}: the label has no sentence after it.')
       yield number, {'sentence': sentence, 'label': int(label)}
 
 
@@ -213,7 +215,7 @@ class LocalParallelText(LocalBuilder):
     counts = [len(t) for t in texts]
     if len(set(counts)) > 1:
       short = counts.index(min(counts))
-      raise ValueError(
+      raise UserError(
           'Parallel files differ in length: ' +
           ', '.join(f'{p} has {n} lines' for p, n in zip(paths, counts)) +
           f'; line {counts[short] + 1} has no translation in {paths[short]}, and the '
@@ -243,7 +245,7 @@ def open_local(builder: type[LocalBuilder], config, source: str, layout: str,
   files = builder.source_files(source, **options)
   missing = [f for f in files if not os.path.isfile(f)]
   if missing:
-    raise ValueError(f'config.data_dir={config.data_dir!r} should be {layout}, but '
+    raise UserError(f'config.data_dir={config.data_dir!r} should be {layout}, but '
                      f'{", ".join(missing)} is missing.')
   name = _fingerprint(files, options)
   return tfds.data_source(

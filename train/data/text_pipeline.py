@@ -8,9 +8,10 @@ What a batch holds (B is this process's share of the global batch):
   was given, and `mask` float32[B, L] that is 1 where `targets` is not PAD.
 * `BucketedSource` (variable-length examples: tagging, classification, translation):
   every sequence field int32[B, Lb], padded with PAD to Lb, the bound of the batch's
-  length bucket (evaluation uses the largest bound only, so it compiles once); every
-  per-example field [B]; and `mask`, float32[B, Lb] if the examples carry a
-  `token_mask` sequence (the positions a loss reads), else float32[B].
+  length bucket; every
+  per-example field [B]; `index` int32[B], each example's position in its split; and
+  `mask`, float32[B, Lb] if the examples carry a `token_mask` sequence (the positions
+  a loss reads), else float32[B]. Evaluation batches are bucketed the same way.
 
 In every case rows added to fill the last evaluation batch have mask 0 throughout.
 """
@@ -23,7 +24,8 @@ import numpy as np
 
 from train.data import tokenizers
 from train.data.pipeline import (ArraySource, Batch, ResumableIterator, Shard,
-                                 epoch_permutation, padded_batches)
+                                 epoch_permutation, pad_rows)
+from train.errors import UserError
 
 
 def lines(documents: Sequence[str]) -> list[str]:
@@ -60,7 +62,7 @@ def lm_source(stream: np.ndarray, seq_len: int, split: str) -> TokenMaskedSource
   """
   num_windows = (len(stream) - 1) // seq_len
   if num_windows < 1:
-    raise ValueError(
+    raise UserError(
         f'The {split} split has {len(stream)} tokens, fewer than config.data.seq_len + 1 '
         f'= {seq_len + 1}; lower config.data.seq_len or use a larger corpus.')
   windows = np.lib.stride_tricks.sliding_window_view(
@@ -160,11 +162,17 @@ class BucketedSource:
   def __len__(self) -> int:
     return len(self.bucket_of)
 
-  def batch(self, rows: np.ndarray, length: int) -> Batch:
-    """Examples `rows` padded to `length`, with an example mask of ones."""
-    batch = {k: r.padded(rows, length) for k, r in self._ragged.items()}
-    batch.update({k: v[rows] for k, v in self._scalars.items()})
-    batch['mask'] = np.ones(len(rows), np.float32)
+  def batch(self, rows: np.ndarray, length: int, num_rows: int | None = None) -> Batch:
+    """Examples `rows` padded to `length`, then with empty rows up to `num_rows`.
+
+    `index` holds each row's position in the split (so per-example outputs of a
+    bucketed evaluation can be put back in order) and `mask` is 0 on the empty rows.
+    """
+    num_rows = len(rows) if num_rows is None else num_rows
+    batch = {k: pad_rows(r.padded(rows, length), num_rows) for k, r in self._ragged.items()}
+    batch.update({k: pad_rows(v[rows], num_rows) for k, v in self._scalars.items()})
+    batch['index'] = pad_rows(rows.astype(np.int32), num_rows)
+    batch['mask'] = pad_rows(np.ones(len(rows), np.float32), num_rows)
     return _finish_mask(batch)
 
   def train_iterator(self, batch_size: int, seed: int,
@@ -172,9 +180,17 @@ class BucketedSource:
     return BucketIterator(self, batch_size, seed, shard)
 
   def eval_batches(self, batch_size: int, shard: Shard = Shard()) -> Iterator[Batch]:
-    everything = np.arange(len(self))
-    arrays = {k: r.padded(everything, self.max_len) for k, r in self._ragged.items()}
-    return map(_finish_mask, padded_batches({**arrays, **self._scalars}, batch_size, shard))
+    """Every example once, bucket by bucket (in split order within a bucket).
+
+    Each batch is padded only to its bucket's bound, so evaluation compiles once per
+    bucket and pads no more than training does.
+    """
+    local = shard.local_size(batch_size)
+    for bucket in range(len(self.bounds)):
+      members = np.flatnonzero(self.bucket_of == bucket)
+      for start in range(0, len(members), batch_size):
+        rows = members[start + shard.index * local:start + (shard.index + 1) * local]
+        yield self.batch(rows, self.bounds[bucket], local)
 
 
 class BucketIterator:
@@ -189,7 +205,7 @@ class BucketIterator:
 
   def __init__(self, source: BucketedSource, batch_size: int, seed: int, shard: Shard):
     if batch_size > len(source):
-      raise ValueError(f'batch_size={batch_size} is larger than the {len(source)} training '
+      raise UserError(f'batch_size={batch_size} is larger than the {len(source)} training '
                        'examples; lower config.batch_size.')
     self._source = source
     self._batch_size = batch_size

@@ -23,6 +23,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
+from train.errors import UserError
+
 SPECIALS = ('<pad>', '<unk>', '<s>', '</s>', '[MASK]', '[CLS]', '[SEP]')
 PAD, UNK, BOS, EOS, MASK, CLS, SEP = range(len(SPECIALS))
 _META = 'tokenizer.json'
@@ -178,7 +180,7 @@ def load(directory: str) -> Tokenizer:
   """The tokenizer saved in `directory` by `save`."""
   path = os.path.join(directory, _META)
   if not os.path.exists(path):
-    raise ValueError(f'{path} does not exist: no tokenizer was saved in {directory}.')
+    raise UserError(f'{path} does not exist: no tokenizer was saved in {directory}.')
   with open(path) as f:
     meta = json.load(f)
   return KINDS[meta['kind']].restore(directory, meta)
@@ -200,7 +202,7 @@ def load_or_train(kind: str, texts: Callable[[], Iterable[str]], directory: str 
       next to it expects a different vocabulary from the one the config describes.
   """
   if kind not in KINDS:
-    raise ValueError(f'config.data.tokenizer={kind!r} is not a tokenizer; '
+    raise UserError(f'config.data.tokenizer={kind!r} is not a tokenizer; '
                      f'choose one of {sorted(KINDS)}.')
   cls = KINDS[kind]
   settings = {k: options[k] for k in ('corpus',) + cls.SETTINGS}
@@ -209,7 +211,7 @@ def load_or_train(kind: str, texts: Callable[[], Iterable[str]], directory: str 
     wanted = {'kind': kind, **settings}
     found = {'kind': saved.KIND, **saved.settings}
     if wanted != found:
-      raise ValueError(
+      raise UserError(
           f'Vocabulary mismatch: the tokenizer saved in {directory} (which the checkpoint '
           f'there was trained with) has {found}, but the config asks for {wanted}; restore '
           'those config.data values or use a new workdir.')
