@@ -28,8 +28,14 @@ def command(workdir):
   return [sys.executable, '-m', 'experiments.main', f'--workdir={workdir}', *FLAGS]
 
 
-def run_to_completion(workdir):
-  subprocess.run(command(workdir), cwd=ROOT, check=True, capture_output=True, env=ENV)
+def run_to_completion(workdir) -> str:
+  return subprocess.run(command(workdir), cwd=ROOT, check=True, capture_output=True, env=ENV,
+                        text=True).stdout
+
+
+def resumed_at(output: str) -> int:
+  """The step the run said it resumed from (the run ran num_steps minus that)."""
+  return int(output.split('Resumed from the checkpoint at step ')[1].split()[0].rstrip('.'))
 
 
 ENV = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''}
@@ -43,15 +49,16 @@ def final_params(workdir):
 
 
 def interrupt(workdir, sig):
-  """Starts the run, sends `sig` once the first checkpoint exists, returns the exit code."""
-  process = subprocess.Popen(command(workdir), cwd=ROOT, env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  """Starts the run, sends `sig` once the first checkpoint exists; (exit code, stdout)."""
+  process = subprocess.Popen(command(workdir), cwd=ROOT, env=ENV, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
   deadline = time.time() + 120
   while not (workdir / 'checkpoints' / '400').exists():
     assert process.poll() is None and time.time() < deadline, 'run ended before checkpoint'
     time.sleep(0.01)
   process.send_signal(sig)
-  return process.wait(timeout=60)
+  out, _ = process.communicate(timeout=60)
+  return process.returncode, out
 
 
 @pytest.fixture(scope='module')
@@ -75,17 +82,22 @@ def assert_same_run(workdir, uninterrupted, splits=('train', 'eval', 'test')):
 
 
 def test_sigkill_then_same_command_matches_uninterrupted(tmp_path, uninterrupted):
-  assert interrupt(tmp_path, signal.SIGKILL) == -signal.SIGKILL
-  assert final_params(tmp_path)[0] < 4000
-  run_to_completion(tmp_path)
+  assert interrupt(tmp_path, signal.SIGKILL)[0] == -signal.SIGKILL
+  newest = final_params(tmp_path)[0]
+  assert 400 <= newest < 4000
+  output = run_to_completion(tmp_path)
+  assert resumed_at(output) == newest  # it resumed, so it ran 4000 - newest steps, not 4000
   assert_same_run(tmp_path, uninterrupted)
 
 
 def test_sigterm_saves_then_resumes(tmp_path, uninterrupted):
-  assert interrupt(tmp_path, signal.SIGTERM) == 143
+  code, output = interrupt(tmp_path, signal.SIGTERM)
+  assert code == 143
+  said = int(output.split('SIGTERM received: saved step ')[1].split()[0])
   saved_step = final_params(tmp_path)[0]
-  assert 400 <= saved_step < 4000  # saved at the step it was told to stop
-  run_to_completion(tmp_path)
+  assert saved_step == said and saved_step % 400  # the step it was told to stop at, not
+  assert 400 < saved_step < 4000                  # a regular checkpoint
+  assert resumed_at(run_to_completion(tmp_path)) == saved_step
   # The train window that straddles the stop averages fewer steps; eval/test are exact.
   assert_same_run(tmp_path, uninterrupted, splits=('eval', 'test'))
 
@@ -103,8 +115,11 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path, capsys):
   for f in (newest / 'state').rglob('*'):
     if f.is_file():
       f.write_bytes(b'not a checkpoint')
+  (newest / 'checksums.json').unlink()  # so that Orbax's own reading must fail
   resumed, _ = loop.train_and_evaluate(small_config(), tmp_path)
-  assert 'checkpoint step 300 is corrupt' in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert 'checkpoint step 300 is corrupt' in out
+  assert 'Resumed from the checkpoint at step 200' in out  # the previous one, not step 0
   assert (tmp_path / 'corrupt_checkpoints' / '300').is_dir()  # kept, not deleted
   for a, b in zip(jax.tree.leaves(reference.params), jax.tree.leaves(resumed.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments.configs import mnist_cnn
-from train import loop
+from train import loop, reporting
 
 
 def cnn_config(mode='mesh'):
@@ -65,3 +65,38 @@ def test_training_changed_the_parameters(mesh8, tmp_path):
   moved = [np.abs(np.asarray(a) - np.asarray(b)).max()
            for a, b in zip(jax.tree.leaves(one_step.params), jax.tree.leaves(mesh8[0].params))]
   assert max(moved) > 1e-3
+
+
+@pytest.mark.parametrize('optimizer', ['sgd', 'adam'])
+def test_pmap_matches_mesh_with_sgd_and_the_same_metric_sums(optimizer, tmp_path):
+  """SGD shows a gradient summed instead of averaged (Adam's normalisation hides it)."""
+  def run(mode, workdir):
+    c = cnn_config(mode)
+    c.optimizer.update(name=optimizer, learning_rate=0.05 if optimizer == 'sgd' else 1e-3,
+                       schedule='constant')
+    c.log_every = 2
+    state, _ = train(c, workdir, jax.devices())
+    return state, [r for r in reporting.read_metrics(workdir) if r['split'] == 'train']
+  (mesh_state, mesh_logs), (pmap_state, pmap_logs) = run('mesh', tmp_path / 'm'), run(
+      'pmap', tmp_path / 'p')
+  assert_trees_close(pmap_state.params, mesh_state.params, atol=2e-5)
+  for a, b in zip(mesh_logs, pmap_logs, strict=True):
+    assert (a['accuracy'], a['f1']) == (b['accuracy'], b['f1'])  # same confusion counts
+    np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-5)
+    np.testing.assert_allclose(a['grad_norm'], b['grad_norm'], rtol=1e-4)
+
+
+@pytest.mark.parametrize('mode', ['mesh', 'pmap'])
+def test_resume_on_eight_devices_matches_an_uninterrupted_run(mode, tmp_path):
+  c = cnn_config(mode)
+  c.optimizer.schedule = 'constant'  # so the run to step 3 is the first half of the whole
+  c.update(checkpoint_every=3, num_steps=3)
+  train(c, tmp_path / 'resumed', jax.devices())        # stops after step 3 (a checkpoint)
+  c.num_steps = 6
+  resumed, _ = train(c, tmp_path / 'resumed', jax.devices())  # resumes at 3, runs 3 more
+  whole, _ = train(c, tmp_path / 'whole', jax.devices())
+  assert int(resumed.step) == 6
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(whole)):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      a, b = jax.random.key_data(a), jax.random.key_data(b)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -2,16 +2,104 @@
 
 Saves are asynchronous (training continues while the previous step's arrays are written)
 and atomic (Orbax writes to a temporary folder and renames it when complete, so a run
-killed mid-save leaves the previous checkpoint as the newest). Restoring walks from the
-newest checkpoint back: an unreadable one is reported, moved to `<dir>/../corrupt/` (kept,
-not deleted, so nothing saved is lost) and the previous one is used.
+killed mid-save leaves the previous checkpoint as the newest). Once a save has finished,
+a SHA-256 of every file is written beside it (`<step>/checksums.json`), so bytes that
+change later (a bad disk, a partial copy) are caught on restore, which Orbax alone does
+not do. Restoring walks from the newest checkpoint back:
+
+* a checkpoint of other shapes (the model changed) is not corrupt: the run is refused
+  with the first differing parameter named (`IncompatibleCheckpoint`);
+* an unreadable one, or one whose checksums differ, is reported in one line, moved to
+  `<dir>/../corrupt_checkpoints/` (kept, not deleted, so nothing saved is lost) and the
+  previous one is used.
 """
 
+import contextlib
+import hashlib
+import json
+import os
 import pathlib
 import shutil
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+from train.errors import UserError
+
+CHECKSUMS = 'checksums.json'
+
+
+class IncompatibleCheckpoint(UserError):
+  """The newest checkpoint holds a state of other shapes than the config builds."""
+
+  def __init__(self, step: int, difference: str):
+    super().__init__(f'checkpoint step {step}: {difference}')
+    self.step, self.difference = step, difference
+
+
+def _key(path) -> tuple[str, ...]:
+  return tuple(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
+
+
+def saved_shapes(step_dir: pathlib.Path) -> dict[tuple[str, ...], tuple[int, ...]] | None:
+  """{parameter path: shape} of a saved state, from Orbax's metadata (None: unreadable)."""
+  try:
+    with quiet():
+      metadata = ocp.StandardCheckpointer().metadata(step_dir / 'state')
+    tree = getattr(metadata, 'item_metadata', metadata)
+    return {_key(p): tuple(leaf.shape)
+            for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  except Exception:  # unreadable metadata: left for the restore itself to judge
+    return None
+
+
+def first_difference(saved: dict, target) -> str | None:
+  """The first parameter whose shape differs between a checkpoint and `target`."""
+  leaves = jax.tree_util.tree_leaves_with_path(target)
+  keys = {_key(p) for p, x in leaves if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)}
+  saved = {k: v for k, v in saved.items() if k not in keys}  # keys are saved as raw data
+  wanted = {_key(p): tuple(x.shape) for p, x in leaves if _key(p) not in keys}
+  if saved == wanted:
+    return None
+  names = sorted(set(saved) | set(wanted), key=lambda k: (k[0] != 'params', k))
+  for key in names:
+    if saved.get(key) != wanted.get(key):
+      show = lambda shape: 'absent' if shape is None else f'shape {list(shape)}'
+      return (f'{"/".join(key)} is {show(saved.get(key))} in the checkpoint but '
+              f'{show(wanted.get(key))} in the model this config builds')
+  return None
+
+
+def file_digests(directory: pathlib.Path) -> dict[str, str]:
+  digests = {}
+  for path in sorted(directory.rglob('*')):
+    if path.is_file() and path.name != CHECKSUMS:
+      digests[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
+  return digests
+
+
+@contextlib.contextmanager
+def quiet():
+  """Silences Orbax's and TensorStore's logging (Python and C++) while reading."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)
+  saved_stderr = os.dup(2)
+  with open(os.devnull, 'w') as devnull:
+    os.dup2(devnull.fileno(), 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved_stderr, 2)
+    os.close(saved_stderr)
+    logging.set_verbosity(verbosity)
+
+
+def one_line(error: Exception, limit: int = 160) -> str:
+  text = ' '.join(str(error).split()) or type(error).__name__
+  if len(text) > limit:
+    text = text[:limit].rsplit(' ', 1)[0] + ' ...'
+  return f'{type(error).__name__}: {text}'
 
 
 class Checkpointer:
@@ -25,9 +113,39 @@ class Checkpointer:
             enable_async_checkpointing=async_save))
 
   def save(self, step: int, state, data_state: dict, force: bool = False) -> None:
+    self._seal_finished()
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)),
                       force=force)
+
+  def _seal_finished(self) -> None:
+    """Waits for the save in flight, then writes the checksums of unsealed steps."""
+    self.manager.wait_until_finished()
+    if jax.process_index() != 0:
+      return
+    for step in self.manager.all_steps():
+      step_dir = self.directory / str(step)
+      if step_dir.is_dir() and not (step_dir / CHECKSUMS).exists():
+        tmp = step_dir / (CHECKSUMS + '.tmp')
+        tmp.write_text(json.dumps(file_digests(step_dir), indent=0))
+        os.replace(tmp, step_dir / CHECKSUMS)
+
+  def _verify(self, step: int) -> str | None:
+    """None if the files match their checksums (or none were written yet)."""
+    step_dir = self.directory / str(step)
+    try:
+      expected = json.loads((step_dir / CHECKSUMS).read_text())
+    except FileNotFoundError:
+      return None
+    except ValueError:
+      return f'{CHECKSUMS} is unreadable'
+    actual = file_digests(step_dir)
+    changed = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
+    return f'{len(changed)} file(s) differ from their checksums, e.g. {changed[0]}' if \
+        changed else None
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
 
   def restore_latest(self, target):
     """(state, data_state, step) from the newest readable checkpoint, or None.
@@ -36,16 +154,22 @@ class Checkpointer:
     read straight into its shards, never through one device.
     """
     for step in sorted(self.manager.all_steps(), reverse=True):
-      try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
-      except Exception as error:  # any failure to read means this step is unusable
-        moved = self._quarantine(step)
-        reason = f'{type(error).__name__}: {str(error).splitlines()[0][:200]}'
-        print(f'WARNING: checkpoint step {step} is corrupt ({reason}); moved it to {moved} '
-              'and using the previous one.', flush=True)
-        continue
-      return restored['state'], restored['data'], step
+      saved = saved_shapes(self.directory / str(step))
+      difference = saved and first_difference(saved, target)
+      if difference:
+        raise IncompatibleCheckpoint(step, difference)
+      problem = self._verify(step)
+      if problem is None:
+        try:
+          with quiet():
+            restored = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+          return restored['state'], restored['data'], step
+        except Exception as error:  # any failure to read means this step is unusable
+          problem = one_line(error)
+      moved = self._quarantine(step)
+      print(f'WARNING: checkpoint step {step} is corrupt ({problem}); moved it to {moved} '
+            'and using the previous one.', flush=True)
     return None
 
   def _quarantine(self, step: int) -> pathlib.Path:
@@ -60,9 +184,9 @@ class Checkpointer:
     self.manager.reload()
     return destination
 
-  def wait(self) -> None:
-    self.manager.wait_until_finished()
-
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Finishes the save in flight and seals it; closing again does nothing."""
+    if self.manager is not None:
+      self._seal_finished()
+      self.manager.close()
+      self.manager = None

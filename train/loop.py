@@ -22,6 +22,7 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from train import checkpoint, config_checks, data, optimizers, parallel, reporting
+from train import run_record
 from train import state as state_lib
 from train import steps, tasks
 from train.errors import UserError
@@ -105,7 +106,17 @@ def build(config: ConfigDict, devices=None) -> Experiment:
   example = next(splits.eval.eval_batches(config.eval_batch_size,
                                           par.data_shard(config.eval_batch_size)))
   init = state_lib.initializer(model, tx, config.seed, task.state_collections)
-  state = par.init_state(init, parallel.shape_structs(task.model_inputs(example)))
+  inputs = parallel.shape_structs(task.model_inputs(example))
+  try:
+    state = par.init_state(init, inputs)
+  except (TypeError, ValueError, IndexError) as error:
+    if isinstance(error, (UserError, nets.ModelConfigError)):
+      raise
+    shapes = ', '.join(f'{s.dtype}{list(s.shape)}' for s in inputs)
+    raise UserError(f'config.model.name={config.model.name!r} cannot read the batches of '
+                    f'config.dataset={config.dataset!r} (inputs {shapes}): '
+                    f'{checkpoint.one_line(error)}; choose a model made for this data.'
+                    ) from error
   return Experiment(config, par, splits, task, model, state, num_steps, train_iter)
 
 
@@ -131,31 +142,67 @@ def evaluate(exp: Experiment, eval_step, state, source) -> dict:
   return exp.task.finalize(sums, examples)
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
-  """Trains, evaluates and tests; returns (final unreplicated state, test metrics)."""
+def restore(ckpt, exp: Experiment, workdir: pathlib.Path):
+  """(state, start step): the newest usable checkpoint's, or the fresh state's and 0."""
+  try:
+    restored = ckpt.restore_latest(exp.par.restore_target(exp.state))
+  except checkpoint.IncompatibleCheckpoint as error:
+    previous = run_record.previous_config(workdir) or {}
+    changes = run_record.config_changes(
+        previous, json.loads(exp.config.to_json_best_effort())) if previous else []
+    fields = run_record.describe(changes) or 'none recorded'
+    raise UserError(
+        f'{workdir} holds the checkpoints of a different model ({error.difference}; config '
+        f'changes: {fields}). Use a new --workdir, or pass --fresh to move the old run to '
+        f'{workdir / run_record.ARCHIVE}/ and start over.') from None
+  if restored is None:
+    return exp.state, 0
+  state, data_state, start = restored
+  exp.train_iter.set_state(data_state)
+  print(f'Resumed from the checkpoint at step {start} in {workdir}.', flush=True)
+  return exp.par.place_restored(state), start
+
+
+def finished_test(workdir: pathlib.Path, num_steps: int) -> dict | None:
+  tests = [r for r in reporting.read_metrics(workdir)
+           if r['split'] == 'test' and r['step'] == num_steps]
+  return tests[-1] if tests else None
+
+
+class TrainingDiverged(UserError):
+  """A NaN or Inf loss or gradient with config.on_nonfinite='stop'."""
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bool = False):
+  """Trains, evaluates and tests; returns (final unreplicated state, test metrics).
+
+  `fresh` moves whatever a previous run left in `workdir` to W/archive/<time>/ first.
+  """
+  workdir = run_record.prepare(workdir)
+  if fresh and jax.process_index() == 0:
+    moved = run_record.archive(workdir)
+    if moved:
+      print(f'--fresh: moved the previous run in {workdir} to {moved}.', flush=True)
   if 'tokenizer_dir' in config.data and config.data.tokenizer_dir is None:
     # A trained tokenizer belongs to the run: saved in, and reloaded from, the workdir.
-    config.data.tokenizer_dir = str(pathlib.Path(workdir) / 'tokenizer')
+    config.data.tokenizer_dir = str(workdir / 'tokenizer')
   exp = build(config, devices)
   par, splits, task, num_steps, train_iter = (
       exp.par, exp.splits, exp.task, exp.num_steps, exp.train_iter)
   logging.info('%s: %d parameters', config.model.name,
                state_lib.parameter_count(par.unreplicate(exp.state).params))
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
 
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                  config.async_checkpoints)
-  state = exp.state
-  restored = ckpt.restore_latest(par.restore_target(state))
-  start = 0
-  if restored is not None:
-    state, data_state, start = restored
-    state = par.place_restored(state)
-    train_iter.set_state(data_state)
-    print(f'Resumed from the checkpoint at step {start} in {workdir}.', flush=True)
+  state, start = restore(ckpt, exp, workdir)
+  done = finished_test(workdir, num_steps) if start >= num_steps else None
+  if done is not None:
+    ckpt.close()
+    print(f'{workdir} already finished at step {num_steps}; its test result: '
+          f'{json.dumps(reporting.scalars(done))}', flush=True)
+    return par.unreplicate(state), done
   if jax.process_index() == 0:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    run_record.record_start(workdir, config, start)
   writer = reporting.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
 
   train_step, eval_step = compile_steps(exp, state)
@@ -182,11 +229,20 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
         metrics = reporting.scalars(task.report(host))
         if 'grad_norm' in host:
           metrics['grad_norm'] = float(host['grad_norm'] / host['steps'])
+        if 'nonfinite_steps' in host:
+          metrics['nonfinite_steps'] = int(host['nonfinite_steps'])
         metrics['learning_rate'] = float(learning_rate(step - 1))
         if timed_steps:
           metrics.update(examples_per_sec=timed_steps * config.batch_size / elapsed,
                          step_time_ms=1e3 * elapsed / timed_steps)
         writer.write(step, 'train', metrics)
+        if metrics.get('nonfinite_steps') and config.on_nonfinite == 'stop':
+          raise TrainingDiverged(
+              f'The loss or a gradient was NaN or infinite at {metrics["nonfinite_steps"]} '
+              f'of the steps up to step {step} (those updates were not applied); the last '
+              f'checkpoint is step {ckpt.latest_step()} in {workdir}. Lower the learning '
+              'rate or clip gradients (--config.optimizer.clip_global_norm=1.0), or pass '
+              '--config.on_nonfinite=skip to skip such updates and go on.')
         bar.set_postfix(loss=f'{metrics["loss"]:.4f}')
         bar.update(step - bar.n)
         sums, clock, timed_steps = None, time.perf_counter(), 0
@@ -210,7 +266,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None):
     bar.close()
     writer.close()
     preemption.restore()
-  ckpt.close()
+    ckpt.close()  # waits for a save in flight, so no finished step is left half-written
   if jax.process_index() == 0:
     reporting.plot_curves(workdir)
   return par.unreplicate(state), test

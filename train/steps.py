@@ -44,8 +44,8 @@ def make_train_step(task, config: ConfigDict, axis_name: str | None = None):
       total_weight = global_sum(jax.lax.stop_gradient(aux.weight), axis_name)
       return loss_sum / jnp.maximum(total_weight, 1.0), aux
 
-    grads, aux = jax.grad(objective, has_aux=True)(state.params)
-    grads, sums = global_sum((grads, aux.sums), axis_name)
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    loss, grads, sums = global_sum((loss, grads, aux.sums), axis_name)
     model_state = (aux.model_state if axis_name is None
                    else jax.lax.pmean(aux.model_state, axis_name))
     if l2:  # the gradient of l2 * (1/2)||W||^2, weights only, added once (not per replica)
@@ -54,9 +54,16 @@ def make_train_step(task, config: ConfigDict, axis_name: str | None = None):
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     sums['grad_norm'] = optax.tree.norm(grads)  # summed over steps; the loop divides
     sums['steps'] = 1
-    new_state = state.replace(step=state.step + 1,
-                              params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state, model_state=model_state)
+    # A NaN or Inf loss or gradient never reaches the state: the update is skipped (the
+    # step still counts, so data and randomness move on) and counted for the loop.
+    finite = jnp.isfinite(loss) & jnp.isfinite(sums['grad_norm'])
+    sums['nonfinite_steps'] = 1 - finite.astype(jnp.int32)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep(optax.apply_updates(state.params, updates), state.params),
+        opt_state=keep(opt_state, state.opt_state),
+        model_state=keep(model_state, state.model_state))
     return new_state, sums
 
   return train_step

@@ -49,6 +49,9 @@ def get_config() -> ConfigDict:
   c.keep_checkpoints = 3
   c.async_checkpoints = True
   c.progress_bar = True
+  # A NaN/Inf loss or gradient is never applied; 'stop' ends the run naming the step and
+  # the last checkpoint, 'skip' goes on and counts such steps (nonfinite_steps).
+  c.on_nonfinite = 'stop'
 
   # Parallelism: one mesh over all devices; batches split over 'data' (and 'fsdp').
   c.parallel_mode = 'mesh'  # or 'pmap'
