@@ -11,12 +11,12 @@ import dataclasses
 import json
 import pathlib
 import signal
+import sys
 import time
 
 import jax
 import nets
 import numpy as np
-from absl import logging
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 from tqdm import tqdm
@@ -169,6 +169,23 @@ def finished_test(workdir: pathlib.Path, num_steps: int) -> dict | None:
   return tests[-1] if tests else None
 
 
+# The metrics an evaluation line on the console shows, where a task reports them.
+HEADLINE = ('loss', 'accuracy', 'f1', 'perplexity', 'bleu', 'sequence_accuracy', 'cer')
+
+
+def summary(exp: Experiment, workdir: pathlib.Path, start: int) -> str:
+  """Two lines on the console at the start: what runs, and on what."""
+  c = exp.config
+  count = state_lib.parameter_count(exp.par.unreplicate(exp.state).params)
+  model = ', '.join(f'{k}={v}' for k, v in c.model.items() if k != 'name')
+  return (f'{c.model.name} ({model}): {count:,} parameters; task {c.task} on {c.dataset}; '
+          f'{c.optimizer.name} lr {c.optimizer.learning_rate} ({c.optimizer.schedule}), '
+          f'batch {c.batch_size}, {exp.num_steps} steps'
+          f'{f" from step {start}" if start else ""}.\n'
+          f'{exp.par.num_batch_shards}-way data parallel ({exp.par.mode}) on '
+          f'{jax.device_count()} {jax.devices()[0].platform} device(s); writing {workdir}.')
+
+
 class TrainingDiverged(UserError):
   """A NaN or Inf loss or gradient with config.on_nonfinite='stop'."""
 
@@ -189,8 +206,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
   exp = build(config, devices)
   par, splits, task, num_steps, train_iter = (
       exp.par, exp.splits, exp.task, exp.num_steps, exp.train_iter)
-  logging.info('%s: %d parameters', config.model.name,
-               state_lib.parameter_count(par.unreplicate(exp.state).params))
 
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                  config.async_checkpoints)
@@ -201,9 +216,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
     print(f'{workdir} already finished at step {num_steps}; its test result: '
           f'{json.dumps(reporting.scalars(done))}', flush=True)
     return par.unreplicate(state), done
-  if jax.process_index() == 0:
+  main_process = jax.process_index() == 0
+  if main_process:
     run_record.record_start(workdir, config, start)
-  writer = reporting.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
+    print(summary(exp, workdir, start), flush=True)
+  writer = reporting.MetricWriter(workdir, start, enabled=main_process)
+  title = f'{workdir.name}: {config.model.name} on {config.dataset}'
 
   train_step, eval_step = compile_steps(exp, state)
   learning_rate = optimizers.schedule(config.optimizer, num_steps)
@@ -247,8 +265,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
         bar.update(step - bar.n)
         sums, clock, timed_steps = None, time.perf_counter(), 0
       if step % config.eval_every == 0 and step != num_steps:
-        writer.write(step, 'eval', reporting.scalars(
-            evaluate(exp, eval_step, state, splits.eval)))
+        metrics = reporting.scalars(evaluate(exp, eval_step, state, splits.eval))
+        writer.write(step, 'eval', metrics)
+        bar.write(f'eval at step {step}: ' + ', '.join(
+            f'{k} {v:.4g}' for k, v in metrics.items() if k in HEADLINE), file=sys.stdout)
+        if main_process:
+          reporting.plot_curves(workdir, title)
         clock, timed_steps = time.perf_counter(), 0
       stop = preemption.reached(step)
       if step % config.checkpoint_every == 0 or step == num_steps or stop:
@@ -261,12 +283,13 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
         raise SystemExit(143 if preemption.raised == 'SIGTERM' else 130)
     test = evaluate(exp, eval_step, state, splits.test)
     writer.write(num_steps, 'test', test)
-    print(f'Test at step {num_steps}: {json.dumps(reporting.scalars(test))}', flush=True)
+    bar.write(f'Test at step {num_steps}: {json.dumps(reporting.scalars(test))}',
+              file=sys.stdout)
   finally:
     bar.close()
     writer.close()
     preemption.restore()
     ckpt.close()  # waits for a save in flight, so no finished step is left half-written
-  if jax.process_index() == 0:
-    reporting.plot_curves(workdir)
+  if main_process:
+    reporting.plot_curves(workdir, title)
   return par.unreplicate(state), test

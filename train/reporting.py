@@ -62,16 +62,18 @@ class MetricWriter:
     self.tensorboard.close()
 
 
-def plot_curves(workdir) -> pathlib.Path:
-  """curves.png: loss and accuracy (where logged) against step, train vs eval."""
+def plot_curves(workdir, title: str | None = None) -> pathlib.Path:
+  """curves.png: the loss (log scale), accuracy-like metrics and the learning rate against
+  step, train vs eval, the test result as a dashed line; written at every evaluation, so
+  an interrupted run has one too."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
   records = read_metrics(workdir)
-  names = [n for n in ('loss', 'accuracy', 'perplexity', 'f1', 'bleu')
+  names = [n for n in ('loss', 'accuracy', 'perplexity', 'f1', 'bleu', 'learning_rate')
            if any(n in r for r in records)]
-  fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+  fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
   for ax, name in zip(axes[0], names):
     for split, style in (('train', '-'), ('eval', 'o-')):
       points = [(r['step'], r[name]) for r in records if r['split'] == split and name in r]
@@ -81,11 +83,17 @@ def plot_curves(workdir) -> pathlib.Path:
     if tests:
       ax.axhline(tests[-1][name], color='gray', ls='--',
                  label=f'test {tests[-1][name]:.4g}')
+    if name in ('loss', 'perplexity') and all(
+        r[name] > 0 for r in records if isinstance(r.get(name), (int, float))):
+      ax.set_yscale('log')
     ax.set_xlabel('step')
-    ax.set_title(name)
+    ax.set_title(name.replace('_', ' '))
     ax.legend()
+  fig.suptitle(title or pathlib.Path(workdir).name)
   fig.tight_layout()
   path = pathlib.Path(workdir) / 'curves.png'
-  fig.savefig(path, dpi=100)
+  tmp = path.with_suffix('.tmp.png')
+  fig.savefig(tmp, dpi=100)
+  os.replace(tmp, path)  # a reader never sees half a picture
   plt.close(fig)
   return path

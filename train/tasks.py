@@ -25,6 +25,8 @@ task overrides only what differs from a plain supervised classifier:
       in global batch order, and concatenated over the split.
   finalize(sums, examples) -> {metric: value} of a whole split, on the host (BLEU,
       entity-level F1, ... are computed here from `examples`).
+  predict(state, batch) -> {name: per-example array} for new inputs, inside jit (class
+      probabilities, tags, tokens); `experiments/predict.py` serves every task with it.
   make_train_step(config, axis_name) -> a task's own `(state, batch) -> (state, sums)`
       step (sparse word2vec updates, say), or None for the standard step of
       train/steps.py. `axis_name` is the pmap axis (None under jit over a mesh); a
@@ -118,6 +120,9 @@ class Task:
     del examples
     return self.report(sums)
 
+  def predict(self, state, batch) -> dict:
+    raise NotImplementedError(f'{type(self).__name__} does not predict yet.')
+
   def make_train_step(self, config: ConfigDict, axis_name: str | None):
     del config, axis_name
     return None
@@ -175,6 +180,16 @@ class Classification(Task):
             'confusion': metrics.confusion_matrix(batch['label'], self.predictions(logits),
                                                   self.num_classes, mask)}
     return loss_sum, Aux(jnp.sum(mask), sums, model_state)
+
+  def predict(self, state, batch) -> dict:
+    logits, _ = self.apply(state, state.params, batch, None, train=False)
+    if self.loss_name == 'softmax_cross_entropy':
+      probabilities = jax.nn.softmax(logits.astype(jnp.float32))
+    elif self.loss_name == 'sigmoid_cross_entropy':
+      probabilities = jax.nn.sigmoid(logits.astype(jnp.float32))
+    else:
+      probabilities = logits  # squared error: the outputs themselves
+    return {'prediction': self.predictions(logits), 'probabilities': probabilities}
 
   def report(self, sums) -> dict:
     out = metrics.classification_report(sums['confusion'])

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from train.data import catalog as catalog_lib
 from train.data import registry, tokenizers
 from train.data.pipeline import Splits
 from train.data.text_builders import (LocalBuilder, LocalConll2003, LocalLabelledSentences,
@@ -70,8 +71,8 @@ def _read(config, catalog: str | None, catalog_splits: Sequence[str],
   if config.data_dir:
     sources = open_local(local, config, source or config.data_dir, layout, **options)
   else:
-    sources = tfds.data_source(catalog, split=list(catalog_splits),
-                               data_dir=config.tfds_data_dir)
+    sources = catalog_lib.data_source(catalog, list(catalog_splits), config.tfds_data_dir,
+                                      layout)
   examples = [[s[i] for i in range(len(s))] for s in sources]
   for split, split_examples in zip(_SPLITS, examples):
     if not split_examples:
