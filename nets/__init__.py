@@ -5,6 +5,7 @@ import flax.linen as nn
 from nets.bow import BagOfWords
 from nets.cnn import CNN
 from nets.gat import GAT, GCN
+from nets.gpt import GPT
 from nets.mlp import MLP, ModelConfigError
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -13,6 +14,7 @@ MODELS: dict[str, type[nn.Module]] = {
     'bag_of_words': BagOfWords,
     'gat': GAT,
     'gcn': GCN,
+    'gpt': GPT,
 }
 
 

@@ -34,7 +34,7 @@ def test_workdir_contents(run):
   workdir, _, test = run
   records = reporting.read_metrics(workdir)
   assert [r['step'] for r in records if r['split'] == 'train'] == list(range(100, 601, 100))
-  assert [r['step'] for r in records if r['split'] == 'eval'] == [300]
+  assert [r['step'] for r in records if r['split'] == 'eval'] == [300, 600]
   (final,) = [r for r in records if r['split'] == 'test']
   assert final['accuracy'] == test['accuracy'] and len(final['confusion_matrix']) == 3
   for name in ('loss', 'accuracy', 'precision', 'recall', 'f1', 'grad_norm',
@@ -55,4 +55,4 @@ def test_finished_run_started_again_does_not_duplicate_logs(run):
   assert int(again.step) == 600
   records = reporting.read_metrics(workdir)
   assert len([r for r in records if r['split'] == 'test']) == 1
-  assert len(records) == 6 + 1 + 1
+  assert len(records) == 6 + 2 + 1

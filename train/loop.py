@@ -24,6 +24,7 @@ from tqdm import tqdm
 from train import checkpoint, config_checks, data, optimizers, parallel, reporting
 from train import run_record
 from train import state as state_lib
+from train import language_tasks  # noqa: F401  (registers the language-model task)
 from train import steps, tasks
 from train.errors import UserError
 
@@ -264,7 +265,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
         bar.set_postfix(loss=f'{metrics["loss"]:.4f}')
         bar.update(step - bar.n)
         sums, clock, timed_steps = None, time.perf_counter(), 0
-      if step % config.eval_every == 0 and step != num_steps:
+      if step % config.eval_every == 0 or step == num_steps:
         metrics = reporting.scalars(evaluate(exp, eval_step, state, splits.eval))
         writer.write(step, 'eval', metrics)
         bar.write(f'eval at step {step}: ' + ', '.join(

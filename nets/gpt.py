@@ -1,0 +1,42 @@
+"""GPT: a decoder-only Transformer language model with tied input and output embeddings.
+
+    h_0 = E[w_t] + P[t]                                  (token and position embeddings)
+    h_l = h_{l-1} + MHA(LN(h_{l-1}))  (causal);  h_l += FFN(LN(h_l))     (pre-norm blocks)
+    p(w_{t+1} | w_<=t) = softmax(LN(h_L) E^T)            (the output layer is E itself)
+
+The blocks are nets.transformer's decoder blocks without cross-attention; `decode=True`
+runs one position at a time from the key-value cache (the 'cache' collection), which is
+what generation uses.
+"""
+
+import flax.linen as nn
+import jax
+
+from nets import attention, transformer
+
+
+class GPT(nn.Module):
+  """Token ids [B, T] -> next-token logits [B, T, vocab_size]."""
+  vocab_size: int
+  num_layers: int = 4
+  num_heads: int = 4
+  model_dim: int = 128
+  mlp_dim: int | None = None  # None: 4 * model_dim, as in GPT-2
+  max_len: int = 256
+  dropout_rate: float = 0.0
+  positional: str = 'learned'
+  mlp_activation: str = 'gelu'
+
+  @nn.compact
+  def __call__(self, tokens_BxT, *, train: bool = False, decode: bool = False) -> jax.Array:
+    embed = nn.Embed(self.vocab_size, self.model_dim,
+                     embedding_init=nn.initializers.normal(stddev=0.02), name='embed')
+    h_BxTxD = attention.AddPositionalEncoding(self.positional, self.max_len)(
+        embed(tokens_BxT), decode=decode)
+    h_BxTxD = nn.Dropout(self.dropout_rate, deterministic=not train)(h_BxTxD)
+    for layer in range(self.num_layers):
+      h_BxTxD = transformer.DecoderBlock(
+          self.num_heads, self.mlp_dim or 4 * self.model_dim, self.dropout_rate, norm='pre',
+          mlp_activation=self.mlp_activation, rotary=self.positional == 'rotary',
+          name=f'block_{layer}')(h_BxTxD, decode=decode, train=train)
+    return embed.attend(nn.LayerNorm(name='final_norm')(h_BxTxD))
