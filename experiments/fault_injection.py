@@ -4,9 +4,10 @@ command each time, and check that it ends exactly where an uninterrupted run end
   python -m experiments.fault_injection --kills=5 -- --config=experiments/configs/mnist_cnn.py \
       --config.data_dir=../shared/data/mnist5k --config.num_steps=200 ...
 
-Everything after `--` is passed to `python -m experiments.main`. Kills land at random
-times after each new checkpoint, and, whenever Orbax is caught with a save in flight (a
-`*.orbax-checkpoint-tmp*` folder), during the asynchronous save. The final parameters
+Everything after `--` is passed to `python -m experiments.main`. Half the kills (drawn
+at random) wait for the next asynchronous save to be in flight (Orbax's
+`<step>.orbax-checkpoint-tmp` folder) and land during it; the others land at a random
+moment after a new checkpoint. The final parameters
 (bit for bit) and metrics.jsonl (timings aside) are compared with an uninterrupted run in
 a second workdir. Prints a table and a final JSON line.
 """
@@ -75,18 +76,22 @@ def kill_once(flags_, workdir, rng: np.random.Generator, report: Report) -> bool
   with tempfile.TemporaryFile('w+') as log:
     process = subprocess.Popen(command(flags_, workdir), cwd=ROOT, env=environment(),
                                stdout=log, stderr=subprocess.STDOUT, text=True)
-    delay, armed_at = rng.uniform(0.0, 1.5), None
+    # Every other kill waits for the next save to be in flight; the rest land at a
+    # random moment up to 1.5 s after a new checkpoint.
+    during_save = rng.random() < 0.5
+    delay, armed_at = (60.0 if during_save else rng.uniform(0.0, 1.5)), None
     while process.poll() is None:
       now = time.time()
       if armed_at is None and checkpoint_steps(workdir) != before:
         armed_at = now  # a new checkpoint exists: progress is guaranteed from here
-      if armed_at is not None and (saving(workdir) or now - armed_at > delay):
+      if armed_at is not None and ((during_save and saving(workdir)) or now - armed_at > delay):
         report.kills_during_save += saving(workdir)
         process.send_signal(signal.SIGKILL)
         process.wait()
         report.kills += 1
         break
-      time.sleep(0.002)
+      if armed_at is None:
+        time.sleep(0.002)  # once armed, poll without pausing: a save lasts milliseconds
     log.seek(0)
     output = log.read()
   if 'Resumed from the checkpoint at step' in output:

@@ -58,7 +58,7 @@ def test_fault_injection_mnist_cnn(tmp_path):
             '--config.eval_batch_size=500', '--config.progress_bar=False']
   report = fault_injection.inject(flags_, tmp_path, kills=4, seed=0)
   SUMMARY['kills tried'] += report.kills
-  assert report.kills == 4
+  assert report.kills == 4 and report.kills_during_save >= 1
   assert report.resumes == report.kills  # every restart after the first checkpoint, + the last
   assert all(step > 0 for step in report.resumed_from)  # each restart really resumed
   assert report.params_equal and report.metrics_equal
