@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments.configs import mnist_cnn
+from experiments.configs import default, mnist_cnn
 from train import loop, reporting
 
 
@@ -67,7 +67,7 @@ def test_training_changed_the_parameters(mesh8, tmp_path):
   assert max(moved) > 1e-3
 
 
-@pytest.mark.parametrize('optimizer', ['sgd', 'adam'])
+@pytest.mark.parametrize('optimizer', ['sgd'])  # Adam: test_pmap_matches_mesh above
 def test_pmap_matches_mesh_with_sgd_and_the_same_metric_sums(optimizer, tmp_path):
   """SGD shows a gradient summed instead of averaged (Adam's normalisation hides it)."""
   def run(mode, workdir):
@@ -88,14 +88,19 @@ def test_pmap_matches_mesh_with_sgd_and_the_same_metric_sums(optimizer, tmp_path
 
 @pytest.mark.parametrize('mode', ['mesh', 'pmap'])
 def test_resume_on_eight_devices_matches_an_uninterrupted_run(mode, tmp_path):
-  c = cnn_config(mode)
-  c.optimizer.schedule = 'constant'  # so the run to step 3 is the first half of the whole
-  c.update(checkpoint_every=3, num_steps=3)
-  train(c, tmp_path / 'resumed', jax.devices())        # stops after step 3 (a checkpoint)
-  c.num_steps = 6
-  resumed, _ = train(c, tmp_path / 'resumed', jax.devices())  # resumes at 3, runs 3 more
-  whole, _ = train(c, tmp_path / 'whole', jax.devices())
-  assert int(resumed.step) == 6
+  """Spirals MLP with dropout (so the restored RNG matters), 8 devices, a constant
+  schedule so that the run to step 10 is the first part of the run to 20."""
+  c = default.get_config()
+  c.model.dropout_rate = 0.2
+  c.optimizer.schedule = 'constant'
+  c.data.update(num_train=512, num_test=200)
+  c.update(parallel_mode=mode, num_steps=10, checkpoint_every=10, log_every=5,
+           eval_every=1000, eval_batch_size=200, progress_bar=False)
+  loop.train_and_evaluate(c, tmp_path / 'resumed', devices=jax.devices())
+  c.num_steps = 20
+  resumed, _ = loop.train_and_evaluate(c, tmp_path / 'resumed', devices=jax.devices())
+  whole, _ = loop.train_and_evaluate(c, tmp_path / 'whole', devices=jax.devices())
+  assert int(resumed.step) == 20
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(whole)):
     if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
       a, b = jax.random.key_data(a), jax.random.key_data(b)

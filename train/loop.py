@@ -165,8 +165,8 @@ def restore(ckpt, exp: Experiment, workdir: pathlib.Path):
 
 
 def finished_test(workdir: pathlib.Path, num_steps: int) -> dict | None:
-  tests = [r for r in reporting.read_metrics(workdir)
-           if r['split'] == 'test' and r['step'] == num_steps]
+  tests = [r for r in reporting.read_metrics(workdir)  # the run's own, not evaluate's
+           if r['split'] == 'test' and r['step'] == num_steps and 'source' not in r]
   return tests[-1] if tests else None
 
 

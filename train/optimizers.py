@@ -35,7 +35,7 @@ def _optimizers(c: ConfigDict, lr) -> dict:
       'sgd': lambda: optax.sgd(lr),
       'momentum': lambda: optax.sgd(lr, momentum=c.momentum),
       'nesterov': lambda: optax.sgd(lr, momentum=c.momentum, nesterov=True),
-      'adagrad': lambda: optax.adagrad(lr, eps=c.eps),
+      'adagrad': lambda: optax.adagrad(lr, initial_accumulator_value=0.0, eps=c.eps),
       'rmsprop': lambda: optax.rmsprop(lr, decay=c.rho, eps=c.eps),
       'adadelta': lambda: optax.adadelta(lr, rho=c.rho, eps=c.eps),
       'adam': lambda: optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps),
