@@ -10,7 +10,7 @@ import pytest
 
 from experiments.configs import shakespeare_gpt
 from nets.gpt import GPT
-from train import loop, reporting
+from train import generate, loop, reporting
 
 
 @pytest.mark.parametrize('positional', ['learned', 'rotary'])
@@ -55,3 +55,19 @@ def test_a_short_shakespeare_run_learns(shared_data, tmp_path):
   assert test['perplexity'] == pytest.approx(math.exp(test['loss']))
   assert test['bits_per_token'] == pytest.approx(test['loss'] / math.log(2))
   assert test['loss'] < math.log(65) - 0.5  # well below a uniform guess over 65 characters
+
+
+def test_generation_with_and_without_the_cache_gives_the_same_tokens():
+  model = GPT(vocab_size=13, num_layers=2, num_heads=2, model_dim=16, max_len=16)
+  prompt = jnp.asarray([[3, 5, 7, 1], [2, 2, 9, 4]], jnp.int32)
+  params = model.init(jax.random.key(0), prompt)['params']
+  run = jax.jit(lambda cache, top_k, top_p: generate.generate(
+      model, params, prompt, jax.random.key(1), 10, 1.0, top_k, top_p, use_cache=cache),
+                static_argnums=(0, 1, 2))
+  for top_k, top_p in ((0, 1.0), (5, 0.9)):
+    np.testing.assert_array_equal(run(True, top_k, top_p), run(False, top_k, top_p))
+  # top_k = 1 is greedy: each token is the argmax after the previous ones.
+  tokens = np.asarray(run(True, 1, 1.0))
+  sequence = np.concatenate([np.asarray(prompt), tokens], axis=1)
+  logits = model.apply({'params': params}, jnp.asarray(sequence))
+  np.testing.assert_array_equal(np.argmax(logits[:, 3:-1], -1), tokens)
