@@ -21,12 +21,86 @@ def run_main(*flags):
                         env=env, capture_output=True, text=True, timeout=120)
 
 
+def error_line(result) -> str:
+  """The one `error: ...` line of a run that failed without a traceback."""
+  assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(lines) == 1, result.stderr
+  return lines[0]
+
+
+@pytest.mark.parametrize('config, message', [
+    ('experiments/configs/no_such.py', '--config=experiments/configs/no_such.py: no such '
+                                       'file'),
+    ('experiments/configs', '--config=experiments/configs is a directory; pass one of its '
+                            'config files, e.g. --config=experiments/configs/'),
+    ('experiments/configs/mnist_mlp.py:extra', "mnist_mlp.py's get_config() takes 0 "
+                                               'positional arguments but 1 was given'),
+])
+def test_unusable_config_file_is_one_line(tmp_path, config, message):
+  line = error_line(run_main(f'--workdir={tmp_path}/w', f'--config={config}',
+                             '--config.num_steps=5'))
+  assert message in line
+  assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.model.hidden=abc', "--config.model.hidden gives ('abc',), but 'abc' is not an "
+                                  'integer like the elements of its default (64, 64)'),
+    ('--config.model.hidden=64 64', '--config.model.hidden=64 64 is not a tuple'),
+    ('--config.num_steps=abc', '--config.num_steps=abc is not an integer; give num_steps an '
+                               'integer like its default, e.g. --config.num_steps=3000.'),
+    ('--config.optimizer.learning_rate=fast', '--config.optimizer.learning_rate=fast is not '
+                                              'a number'),
+])
+def test_wrong_typed_override_is_one_line(tmp_path, flag, message):
+  assert message in error_line(run_main(f'--workdir={tmp_path}/w', flag))
+  assert not (tmp_path / 'w').exists()
+
+
+def test_missing_workdir_and_stray_argument_are_one_line(tmp_path):
+  assert '--workdir is required' in error_line(run_main())
+  line = error_line(run_main(f'--workdir={tmp_path}/w', '--config.model.hidden=64', '64'))
+  assert "Unexpected argument '64'" in line
+
+
+def _mnist_gz(folder: pathlib.Path, damage: str) -> pathlib.Path:
+  rows = ''.join('0,' * 784 + f'{k % 10}\n' for k in range(50)).encode()
+  data = gzip.compress(rows)
+  folder.mkdir()
+  (folder / 'mnist_5k.csv.gz').write_bytes(data[:len(data) // 2] if damage == 'truncated'
+                                           else rows)
+  return folder
+
+
+@pytest.mark.parametrize('damage, message', [
+    ('truncated', 'mnist_5k.csv.gz is cut short: its gzip data ends'),
+    ('not gzip', 'mnist_5k.csv.gz is not a gzip file'),
+])
+def test_damaged_mnist_file_is_one_line_naming_it(tmp_path, damage, message):
+  folder = _mnist_gz(tmp_path / 'data', damage)
+  line = error_line(run_main(f'--workdir={tmp_path}/w',
+                             '--config=experiments/configs/mnist_mlp.py',
+                             f'--config.data_dir={folder}'))
+  assert f'{folder}/mnist_5k.csv.gz' in line and message in line
+  assert not (tmp_path / 'w' / 'checkpoints').exists()
+
+
 def test_unknown_field_is_one_line_naming_it(tmp_path):
   result = run_main(f'--workdir={tmp_path}/w', '--config.optimizer.learnin_rate=1')
   assert result.returncode != 0
   assert 'Traceback' not in result.stderr
   assert "'learnin_rate'" in result.stderr and 'learning_rate' in result.stderr
   assert not (tmp_path / 'w').exists()
+
+
+def test_unknown_field_of_a_named_config_file_is_one_line(tmp_path):
+  line = error_line(run_main(f'--workdir={tmp_path}/w', '--config=experiments/configs/'
+                             'mnist_mlp.py', '--config.optimizer.learnin_rate=1'))
+  assert line.startswith('error: --config.optimizer.learnin_rate names a field the config '
+                         "does not have (config.optimizer has no field 'learnin_rate'; did "
+                         "you mean 'learning_rate'?)")
+  assert 'experiments/configs/mnist_mlp.py' in line
 
 
 def test_bad_value_from_the_command_line(tmp_path):

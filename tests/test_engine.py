@@ -144,7 +144,7 @@ def test_main_explains_user_errors_and_keeps_tracebacks_of_bugs(monkeypatch, tmp
   flags.FLAGS([__file__, f'--workdir={tmp_path}'])
 
   def raises(error):
-    def train_and_evaluate(config, workdir):
+    def train_and_evaluate(config, workdir, fresh=False):
       raise error
     return train_and_evaluate
 

@@ -95,6 +95,7 @@ class Experiment:
 
 def build(config: ConfigDict, devices=None) -> Experiment:
   """Validates the config, then builds data, task, model, optimizer and initial state."""
+  config_checks.validate(config)  # before the mesh is built from the config
   par = parallel.create(config, devices)
   config_checks.validate(config, par.num_batch_shards)
   splits = data.build(config)

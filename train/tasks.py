@@ -195,3 +195,49 @@ class Classification(Task):
     out = metrics.classification_report(sums['confusion'])
     out['loss'] = float(sums['loss'] / max(float(sums['count']), 1.0))
     return out
+
+
+@register('node_classification')
+class NodeClassification(Classification):
+  """One label per node of one graph, trained full-batch (GAT, GCN on Cora).
+
+  A batch is the whole graph (train/data/graph.py): `inputs` [1, N, F], `senders`,
+  `receivers` [1, E], `label` and `mask` [1, N], the mask selecting the split's nodes.
+  The model returns logits [1, N, C]; loss and metrics flatten them to N per-node
+  examples, so every split's sums are over its own nodes only, and the engine's mean is
+  the mean over the masked nodes. `predict` (inherited) keeps the graph axis: [1, N]
+  predictions and [1, N, C] probabilities.
+
+  With `config.data.normalize_features` the model reads each node's features divided by
+  their sum, x_i / sum_f x_if (zero rows stay zero): the Planetoid preprocessing that
+  GCN and GAT were trained with (Cora's binary bag-of-words rows then sum to 1).
+  """
+
+  def __init__(self, config: ConfigDict, info: dict):
+    super().__init__(config, info)
+    self.normalize_features = bool(config.data.get('normalize_features', False))
+
+  def model_kwargs(self, config, info, fields) -> dict:
+    # The graph models name their output width `num_classes`, which `Task` fills in
+    # from the dataset's info; only models that call it `num_outputs` need it set here.
+    kwargs = Task.model_kwargs(self, config, info, fields)
+    if 'num_outputs' in fields:
+      kwargs.setdefault('num_outputs', self.num_classes)
+    return kwargs
+
+  def model_inputs(self, batch: dict) -> tuple:
+    x_1xNxF = batch['inputs']
+    if self.normalize_features:
+      row_sum_1xNx1 = jnp.sum(x_1xNxF, axis=-1, keepdims=True)
+      x_1xNxF = x_1xNxF / jnp.where(row_sum_1xNx1 == 0, 1.0, row_sum_1xNx1)
+    return (x_1xNxF, batch['senders'], batch['receivers'])
+
+  def loss(self, state, params, batch, rng, train=True):
+    logits, model_state = self.apply(state, params, batch, rng, train)
+    logits_NxC = logits.reshape(-1, logits.shape[-1])
+    labels_N, mask_N = batch['label'].reshape(-1), batch['mask'].reshape(-1)
+    loss_sum = jnp.sum(self._per_example_loss(logits_NxC, labels_N) * mask_N)
+    sums = {'loss': loss_sum, 'count': jnp.sum(mask_N),
+            'confusion': metrics.confusion_matrix(labels_N, self.predictions(logits_NxC),
+                                                  self.num_classes, mask_N)}
+    return loss_sum, Aux(jnp.sum(mask_N), sums, model_state)

@@ -25,6 +25,8 @@ import gzip
 import hashlib
 import json
 import os
+import re
+import zlib
 from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
@@ -36,11 +38,40 @@ _LINES_PER_DOCUMENT = 1000  # text corpora are stored in blocks, not one huge re
 
 
 def numbered_lines(path: str) -> Iterator[tuple[int, str]]:
-  """(line number from 1, line without its newline) of a plain or gzip text file."""
-  opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rt', encoding='utf-8') as f:
-    for number, line in enumerate(f, 1):
-      yield number, line.rstrip('\n')
+  """(line number from 1, line without its line break) of a plain or gzip UTF-8 file.
+
+  Lines end at a line feed (a carriage return before it goes too). Each line is decoded
+  on its own, so a byte that is not UTF-8 is reported with its line number.
+
+  Raises:
+    UserError: naming the file and line: not UTF-8, or (for .gz) not gzip or cut short.
+  """
+  opener = gzip.open if str(path).endswith('.gz') else open
+  number = 0
+  try:
+    with opener(path, 'rb') as f:
+      for number, raw in enumerate(f, 1):
+        try:
+          line = raw.decode('utf-8')
+        except UnicodeDecodeError as error:
+          raise UserError(f'{path}, line {number}: byte {raw[error.start:error.start + 1]!r} '
+                          'is not UTF-8 text; save the file as UTF-8.') from None
+        yield number, line.removesuffix('\n').removesuffix('\r')
+  except (OSError, EOFError, zlib.error) as error:
+    raise UserError(_unreadable(path, number, error)) from None
+
+
+def _unreadable(path: str, lines_read: int, error: Exception) -> str:
+  """The sentence for a file that failed to read after `lines_read` good lines."""
+  where = f'after line {lines_read}' if lines_read else 'at its start'
+  if isinstance(error, gzip.BadGzipFile):
+    return (f'{path} is not a gzip file ({error}); replace it with the complete original '
+            '(or drop ".gz" from the name of a plain-text file).')
+  if isinstance(error, EOFError):
+    return (f'{path} is cut short: its gzip data ends {where}; replace it with a complete '
+            'copy.')
+  reason = ' '.join(str(error).split()) or type(error).__name__
+  return f'{path} cannot be read {where} ({reason}); replace it with an intact copy.'
 
 
 def _nonempty(path: str, examples: Iterator) -> Iterator:
@@ -51,6 +82,31 @@ def _nonempty(path: str, examples: Iterator) -> Iterator:
   if not count:
     raise UserError(f'{path} holds no examples; check the file, or that config.data_dir '
                      'points at the right folder.')
+
+
+def clip(text: str, limit: int = 40) -> str:
+  """`text`, cut to `limit` characters for a message."""
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def read_text(path: str) -> str:
+  """The whole UTF-8 file at `path`, every line break a line feed (as text mode gives).
+
+  Raises:
+    UserError: naming the file and line of the first byte that is not UTF-8.
+  """
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as error:
+    raise UserError(_unreadable(path, 0, error)) from None
+  try:
+    text = data.decode('utf-8')
+  except UnicodeDecodeError as error:
+    line = data.count(b'\n', 0, error.start) + 1
+    raise UserError(f'{path}, line {line}: byte {data[error.start:error.start + 1]!r} is not '
+                    'UTF-8 text; save the file as UTF-8.') from None
+  return text.replace('\r\n', '\n').replace('\r', '\n')
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -109,8 +165,7 @@ class LocalTextCorpus(LocalBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download; one file makes all three splits
-    with open(self._source, encoding='utf-8') as f:
-      text = f.read()
+    text = read_text(self._source)
     if not text.strip():
       raise UserError(f'{self._source} is empty; config.data_dir must name a text file.')
     i = int(len(text) * 0.9)
@@ -151,8 +206,8 @@ class LocalConll2003(LocalBuilder):
               f'{len(fields)}; fix or delete that line.')
         for column, value in zip(self._COLUMNS, fields):
           if column in tags and value not in tags[column]:
-            raise UserError(f'{path}, line {number}: {value!r} is not a CoNLL-2003 '
-                             f'{column} tag; fix that line.')
+            raise UserError(f'{path}, line {number}: {clip(value)!r} is not a CoNLL-2003 '
+                            f'{column} tag; fix that line.')
           sentence[column].append(value)
       elif sentence['tokens']:
         yield number, sentence
@@ -180,12 +235,12 @@ class LocalLabelledSentences(LocalBuilder):
     num_classes = len(self._options['class_names'])
     for number, line in numbered_lines(path):
       label, _, sentence = line.strip().partition(' ')
-      if not label.lstrip('-').isdigit():
-        raise UserError(f'{path}, line {number}: the label {label!r} is not an integer; '
-                         'each line must be "<label> <sentence>".')
-      if not 0 <= int(label) < num_classes:
-        raise UserError(f'{path}, line {number}: the label {label} is not in '
-                         f'0..{num_classes - 1}; fix that line.')
+      if not re.fullmatch(r'-?[0-9]+', label):
+        raise UserError(f'{path}, line {number}: the label {clip(label)!r} is not an '
+                        'integer; each line must be "<label> <sentence>".')
+      if len(label) > 9 or not 0 <= int(label) < num_classes:
+        raise UserError(f'{path}, line {number}: the label {clip(label)} is not in '
+                        f'0..{num_classes - 1}; fix that line.')
       if not sentence.strip():
         raise UserError(f'{path}, line {number}: the label has no sentence after it.')
       yield number, {'sentence': sentence, 'label': int(label)}

@@ -177,13 +177,54 @@ def _write_meta(directory: str, kind: str, settings: dict, **extra) -> None:
 
 
 def load(directory: str) -> Tokenizer:
-  """The tokenizer saved in `directory` by `save`."""
+  """The tokenizer saved in `directory` by `save`.
+
+  Raises:
+    UserError: nothing was saved there, or what was saved is damaged.
+  """
   path = os.path.join(directory, _META)
   if not os.path.exists(path):
     raise UserError(f'{path} does not exist: no tokenizer was saved in {directory}.')
-  with open(path) as f:
-    meta = json.load(f)
-  return KINDS[meta['kind']].restore(directory, meta)
+  try:
+    with open(path, 'rb') as f:
+      meta = json.loads(f.read().decode('utf-8'))
+  except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON and UTF-8
+    raise UserError(_damaged(path, f'not JSON: {" ".join(str(error).split())}')) from None
+  problem = _meta_problem(meta)
+  if problem:
+    raise UserError(_damaged(path, problem))
+  if meta['kind'] != SentencePieceTokenizer.KIND:
+    return KINDS[meta['kind']].restore(directory, meta)
+  model = os.path.join(directory, _SPM_MODEL)
+  try:
+    tokenizer = SentencePieceTokenizer.restore(directory, meta)
+  except (OSError, RuntimeError) as error:  # missing, or not a sentencepiece model
+    raise UserError(_damaged(model, ' '.join(str(error).split()[:12]))) from None
+  if not tokenizer.vocab_size:
+    raise UserError(_damaged(model, 'an empty sentencepiece model'))
+  return tokenizer
+
+
+def _meta_problem(meta) -> str | None:
+  """What is wrong with the contents of a tokenizer.json, if anything."""
+  kind = meta.get('kind') if isinstance(meta, dict) else None
+  if not isinstance(kind, str) or kind not in KINDS:
+    return f'its "kind" is not one of {sorted(KINDS)}'
+  if not isinstance(meta.get('settings'), dict):
+    return 'its "settings" are not a JSON object'
+  if meta['kind'] == SentencePieceTokenizer.KIND:
+    return None
+  tokens = meta.get('tokens')
+  if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+    return 'its "tokens" are not a list of non-empty strings'
+  if meta['kind'] == CharTokenizer.KIND and not all(len(t) == 1 for t in tokens):
+    return 'its "tokens" are not single characters'
+  return None
+
+
+def _damaged(path: str, problem: str) -> str:
+  return (f'{path} is damaged ({problem}); restore it from a backup, or pass --fresh to move '
+          'that run to its archive/ folder and start over with a new tokenizer.')
 
 
 def load_or_train(kind: str, texts: Callable[[], Iterable[str]], directory: str | None,
