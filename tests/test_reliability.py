@@ -123,6 +123,18 @@ def test_finished_run_started_again_writes_nothing(finished_run):
   assert count_lost(before, after) == 0
 
 
+def test_fewer_steps_than_the_workdir_holds_is_refused(tmp_path):
+  c = default.get_config()
+  c.update(num_steps=20, checkpoint_every=10, log_every=10, eval_every=10,
+           progress_bar=False)
+  loop.train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
+  before = snapshot(tmp_path)
+  c.num_steps = 10
+  with pytest.raises(UserError, match='holds a checkpoint at step 20, past the 10 steps'):
+    loop.train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
+  assert count_lost(before, snapshot(tmp_path)) == 0
+
+
 def test_ctrl_c_saves_and_exits_in_one_line(tmp_path):
   process = main(tmp_path, '--config.num_steps=100000', '--config.checkpoint_every=100000',
                  '--config.log_every=100', '--config.progress_bar=False', wait=False)

@@ -212,7 +212,13 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                  config.async_checkpoints)
   state, start = restore(ckpt, exp, workdir)
-  done = finished_test(workdir, num_steps) if start >= num_steps else None
+  if start > num_steps:
+    ckpt.close()
+    raise UserError(
+        f'{workdir} holds a checkpoint at step {start}, past the {num_steps} steps this '
+        'config trains; use a new --workdir, or pass --fresh to move the old run to '
+        f'{workdir / run_record.ARCHIVE}/ and start over.')
+  done = finished_test(workdir, num_steps) if start == num_steps else None
   if done is not None:
     ckpt.close()
     print(f'{workdir} already finished at step {num_steps}; its test result: '
