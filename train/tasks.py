@@ -173,13 +173,15 @@ class Classification(Task):
 
   def loss(self, state, params, batch, rng, train=True):
     logits, model_state = self.apply(state, params, batch, rng, train)
-    mask = batch['mask']
-    per_example = self._per_example_loss(logits, batch['label'])
-    loss_sum = jnp.sum(per_example * mask)
-    sums = {'loss': loss_sum, 'count': jnp.sum(mask),
-            'confusion': metrics.confusion_matrix(batch['label'], self.predictions(logits),
-                                                  self.num_classes, mask)}
-    return loss_sum, Aux(jnp.sum(mask), sums, model_state)
+    return self.loss_of(logits, batch['label'], batch['mask'], model_state)
+
+  def loss_of(self, logits_BxK, labels_B, mask_B, model_state):
+    """The loss sum and Aux of logits against labels, weighted by the mask."""
+    loss_sum = jnp.sum(self._per_example_loss(logits_BxK, labels_B) * mask_B)
+    sums = {'loss': loss_sum, 'count': jnp.sum(mask_B),
+            'confusion': metrics.confusion_matrix(labels_B, self.predictions(logits_BxK),
+                                                  self.num_classes, mask_B)}
+    return loss_sum, Aux(jnp.sum(mask_B), sums, model_state)
 
   def predict(self, state, batch) -> dict:
     logits, _ = self.apply(state, state.params, batch, None, train=False)
@@ -234,10 +236,5 @@ class NodeClassification(Classification):
 
   def loss(self, state, params, batch, rng, train=True):
     logits, model_state = self.apply(state, params, batch, rng, train)
-    logits_NxC = logits.reshape(-1, logits.shape[-1])
-    labels_N, mask_N = batch['label'].reshape(-1), batch['mask'].reshape(-1)
-    loss_sum = jnp.sum(self._per_example_loss(logits_NxC, labels_N) * mask_N)
-    sums = {'loss': loss_sum, 'count': jnp.sum(mask_N),
-            'confusion': metrics.confusion_matrix(labels_N, self.predictions(logits_NxC),
-                                                  self.num_classes, mask_N)}
-    return loss_sum, Aux(jnp.sum(mask_N), sums, model_state)
+    return self.loss_of(logits.reshape(-1, logits.shape[-1]), batch['label'].reshape(-1),
+                        batch['mask'].reshape(-1), model_state)
