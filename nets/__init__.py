@@ -7,6 +7,7 @@ from nets.cnn import CNN
 from nets.gat import GAT, GCN
 from nets.gpt import GPT
 from nets.mlp import MLP, ModelConfigError
+from nets.transformer import NonAutoregressiveTransformer, Transformer
 
 MODELS: dict[str, type[nn.Module]] = {
     'mlp': MLP,
@@ -15,6 +16,8 @@ MODELS: dict[str, type[nn.Module]] = {
     'gat': GAT,
     'gcn': GCN,
     'gpt': GPT,
+    'transformer': Transformer,
+    'nat_transformer': NonAutoregressiveTransformer,
 }
 
 

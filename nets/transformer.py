@@ -128,10 +128,21 @@ class DecoderBlock(_Block):
     if encoded_BxSxD is not None:
       attend_encoder = mha('cross_attention')
       y_BxTxD = residual('cross_attention_residual')(
-          y_BxTxD, lambda z: attend_encoder(z, encoded_BxSxD, key_mask_BxS=encoded_mask_BxS),
-          train=train)
+          y_BxTxD, lambda z: self.cross_attend(attend_encoder, z, encoded_BxSxD,
+                                               encoded_mask_BxS), train=train)
     mlp = FeedForward(self.mlp_dim, self.mlp_activation, name='mlp')
     return residual('mlp_residual')(y_BxTxD, mlp, train=train)
+
+
+  def cross_attend(self, attend, z_BxTxD, encoded_BxSxD, encoded_mask_BxS):
+    """Cross-attention; its weights_BxNxTxS are sown as 'intermediates' when that
+    collection is mutable (for plotting: experiments/attention_plot.py)."""
+    if not self.is_mutable_collection('intermediates'):
+      return attend(z_BxTxD, encoded_BxSxD, key_mask_BxS=encoded_mask_BxS)
+    out_BxTxD, weights_BxNxTxS = attend(z_BxTxD, encoded_BxSxD, key_mask_BxS=encoded_mask_BxS,
+                                        return_weights=True)
+    self.sow('intermediates', 'cross_attention_weights', weights_BxNxTxS)
+    return out_BxTxD
 
 
 def block_fields(model: nn.Module) -> dict:
@@ -273,6 +284,17 @@ class Transformer(nn.Module):
     inputs_mask_BxS = inputs_BxS != 0
     encoded_BxSxD = self.encode(inputs_BxS, inputs_mask_BxS, train=train)
     return self.decode(encoded_BxSxD, inputs_mask_BxS, targets_in_BxT, train=train)
+
+  # The decoding protocol of train/seq2seq_tasks.py.
+
+  def start_decoding(self, inputs_BxS) -> dict:
+    """What every decoding step reads: the encoder outputs and the source mask."""
+    inputs_mask_BxS = inputs_BxS != 0
+    return {'encoded': self.encode(inputs_BxS, inputs_mask_BxS), 'mask': inputs_mask_BxS}
+
+  def decode_step(self, memory: dict, tokens_BxT) -> jax.Array:
+    """logits_BxTxV of the tokens after those in the 'cache' collection."""
+    return self.decode(memory['encoded'], memory['mask'], tokens_BxT, decode=True)
 
 
 def init_cache(model: Transformer, params, encoded_BxSxD, inputs_mask_BxS,

@@ -25,6 +25,7 @@ from train import checkpoint, config_checks, data, optimizers, parallel, reporti
 from train import run_record
 from train import state as state_lib
 from train import language_tasks  # noqa: F401  (registers the language-model task)
+from train import seq2seq_tasks  # noqa: F401  (registers the sequence-to-sequence tasks)
 from train import steps, tasks
 from train.errors import UserError
 
@@ -107,7 +108,8 @@ def build(config: ConfigDict, devices=None) -> Experiment:
                                            par.data_shard(config.batch_size))
   example = next(splits.eval.eval_batches(config.eval_batch_size,
                                           par.data_shard(config.eval_batch_size)))
-  init = state_lib.initializer(model, tx, config.seed, task.state_collections)
+  init = state_lib.initializer(model, tx, config.seed, task.state_collections,
+                               task.init_params)
   inputs = parallel.shape_structs(task.model_inputs(example))
   try:
     state = par.init_state(init, inputs)
@@ -140,8 +142,17 @@ def evaluate(exp: Experiment, eval_step, state, source) -> dict:
     if out.examples is not None:
       examples.append(exp.par.host_examples(out.examples))
   sums = None if sums is None else exp.par.host_sums(sums)
-  examples = jax.tree.map(lambda *xs: np.concatenate(xs), *examples) if examples else None
+  examples = jax.tree.map(concatenate_padded, *examples) if examples else None
   return exp.task.finalize(sums, examples)
+
+
+def concatenate_padded(*arrays: np.ndarray) -> np.ndarray:
+  """Per-example arrays of several batches in one: trailing axes padded with 0 to the
+  widest batch's (length buckets make token arrays differ in width)."""
+  widest = np.max([a.shape for a in arrays], axis=0)
+  return np.concatenate([np.pad(a, [(0, 0)] + [(0, w - n) for w, n in
+                                               zip(widest[1:], a.shape[1:])])
+                         for a in arrays])
 
 
 def restore(ckpt, exp: Experiment, workdir: pathlib.Path):

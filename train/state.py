@@ -30,17 +30,21 @@ class TrainState(struct.PyTreeNode):
 
 
 def initializer(model, tx: optax.GradientTransformation, seed: int,
-                state_collections: Sequence[str]) -> Callable[..., TrainState]:
+                state_collections: Sequence[str],
+                init_params: Callable[[Any], Any] = lambda params: params
+                ) -> Callable[..., TrainState]:
   """A pure `init(*model_inputs) -> TrainState`, to run under `jit` (or `eval_shape`).
 
   Only `state_collections` of what `model.init` creates are kept as model state; any
-  other collection (a decoding cache, say) is not training state.
+  other collection (a decoding cache, say) is not training state. `init_params` replaces
+  parts of the fresh parameters (pretrained embeddings) before the optimizer state is
+  built from them.
   """
   def init(*model_inputs) -> TrainState:
     init_rng, dropout_rng, train_rng = jax.random.split(jax.random.key(seed), 3)
     variables = model.init({'params': init_rng, 'dropout': dropout_rng}, *model_inputs,
                            train=False)
-    params = variables['params']
+    params = init_params(variables['params'])
     model_state = {k: v for k, v in variables.items() if k in state_collections}
     return TrainState(step=jax.numpy.zeros([], jax.numpy.int32), params=params,
                       opt_state=tx.init(params), model_state=model_state, rng=train_rng,

@@ -7,6 +7,10 @@ task overrides only what differs from a plain supervised classifier:
   model_kwargs(config, info, fields) -> the model's constructor arguments. Defaults:
       the `config.model` fields, then any model field that `info` (the dataset's facts:
       vocab_size, num_classes, pad_id, ...) names and the config leaves unset.
+  init_params(params) -> params: the fresh parameters with parts replaced (pretrained
+      word vectors, a converted checkpoint), traced inside the jitted init before the
+      optimizer state is built; a resumed run restores its checkpoint instead. Default:
+      unchanged. Read the arrays in the task's __init__ and close over them here.
   model_inputs(batch) -> the positional arguments of the model's `__call__`, read from a
       batch (e.g. inputs and targets for an encoder-decoder, node features and edges for
       a graph). `init` and every `apply` use it.
@@ -95,6 +99,9 @@ class Task:
       if name not in kwargs and name in info:
         kwargs[name] = info[name]
     return kwargs
+
+  def init_params(self, params):
+    return params
 
   def model_inputs(self, batch: dict) -> tuple:
     return (batch['inputs'],)
