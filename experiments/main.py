@@ -3,7 +3,10 @@
   python -m experiments.main --config=experiments/configs/mnist_cnn.py --workdir=W \
       --config.optimizer.learning_rate=3e-4
 
-Without --config the default experiment (experiments/configs/default.py) runs. Running the
+Without --config the default experiment runs: a Transformer learns to reverse strings
+(experiments/configs/reverse_transformer.py, generated data, offline). Every config
+derives from experiments/configs/default.py, the list of every field (its own experiment
+is an MLP on three spirals: --config=experiments/configs/default.py). Running the
 same command again resumes from the newest checkpoint in W; --fresh starts over instead,
 moving the previous run to W/archive/<time>/.
 
@@ -28,7 +31,7 @@ from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 from train.errors import UserError
 
 CONFIG_DIR = pathlib.Path(__file__).parent / 'configs'
-DEFAULT_CONFIG = str(CONFIG_DIR / 'default.py')
+DEFAULT_CONFIG = str(CONFIG_DIR / 'reverse_transformer.py')
 _CONFIG_FILE_FLAG = re.compile(r'--?config(=|$)')  # as ml_collections finds it in argv
 # What ml_collections raises for an override path that names no field of the config.
 _PATH_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError)

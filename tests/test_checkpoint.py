@@ -19,7 +19,7 @@ from train import loop, reporting
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Enough steps that the run is still going when its first checkpoint lands.
-FLAGS = ['--config.num_steps=4000', '--config.checkpoint_every=400', '--config.log_every=200',
+FLAGS = ['--config=experiments/configs/default.py', '--config.num_steps=4000', '--config.checkpoint_every=400', '--config.log_every=200',
          '--config.eval_every=1000', '--config.progress_bar=False',
          '--config.model.dropout_rate=0.1']  # dropout: the RNG must be restored too
 

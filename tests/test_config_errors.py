@@ -13,10 +13,14 @@ from experiments.configs import default
 from train import config_checks, loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+BASE_CONFIG = '--config=experiments/configs/default.py'
 
 
 def run_main(*flags):
+  """experiments.main with `flags`; the base (spirals) config unless they name one."""
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  if flags and not any(f.startswith('--config=') for f in flags):
+    flags = (BASE_CONFIG, *flags)
   return subprocess.run([sys.executable, '-m', 'experiments.main', *flags], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=120)
 

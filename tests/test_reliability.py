@@ -29,6 +29,8 @@ SMALL = ['--config.num_steps=300', '--config.checkpoint_every=100', '--config.lo
 
 def main(workdir, *flags_, wait=True):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': '', 'PYTHONUNBUFFERED': '1'}
+  if not any(f.startswith('--config=') for f in flags_):  # the base (spirals) config
+    flags_ = ('--config=experiments/configs/default.py', *flags_)
   args = [sys.executable, '-m', 'experiments.main', f'--workdir={workdir}', *flags_]
   if not wait:
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -7,7 +7,8 @@ match. The same config trains on the other generated tasks with
 --config.dataset=sort or --config.dataset=addition.
 
 Command:  python -m experiments.main --workdir=workdirs/reverse
-Expected: test exact match 1.000 (measured), TIME on 2 CPU cores.
+Expected: test exact match 1.000 (measured), 59 s on 2 CPU cores; sort 1.000; addition
+          0.280 (carries need far more than these 1,500 steps).
 """
 
 from ml_collections import ConfigDict
