@@ -74,7 +74,8 @@ FIELDS = leaves(default.get_config())
 # the process before any message.
 SIZES = {'model.hidden', 'data.num_train', 'data.num_test', 'data.num_classes',
          'batch_size', 'eval_batch_size'}
-BASE = ['--config.data.num_train=64', '--config.data.num_test=64', '--config.batch_size=32',
+BASE = ['--config=experiments/configs/default.py',  # the base config: every field
+        '--config.data.num_train=64', '--config.data.num_test=64', '--config.batch_size=32',
         '--config.eval_batch_size=64', '--config.progress_bar=False']
 
 numbers = st.one_of(
