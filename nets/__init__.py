@@ -4,20 +4,33 @@ import flax.linen as nn
 
 from nets.bow import BagOfWords
 from nets.cnn import CNN
+from nets.crnn import CRNN
 from nets.gat import GAT, GCN
 from nets.gpt import GPT
 from nets.mlp import MLP, ModelConfigError
+from nets.rnn_classifier import RNNClassifier, RNNTagger
+from nets.rnn_lm import RNNLM
+from nets.rnn_seq2seq import RNNSeq2Seq
 from nets.transformer import NonAutoregressiveTransformer, Transformer
+from nets.window_ner import WindowClassifier
+from nets.word2vec import Word2Vec
 
 MODELS: dict[str, type[nn.Module]] = {
     'mlp': MLP,
     'cnn': CNN,
+    'crnn': CRNN,
     'bag_of_words': BagOfWords,
     'gat': GAT,
     'gcn': GCN,
     'gpt': GPT,
+    'rnn_lm': RNNLM,
+    'rnn_tagger': RNNTagger,
+    'rnn_classifier': RNNClassifier,
+    'window_ner': WindowClassifier,
     'transformer': Transformer,
     'nat_transformer': NonAutoregressiveTransformer,
+    'rnn_seq2seq': RNNSeq2Seq,
+    'word2vec': Word2Vec,
 }
 
 

@@ -25,7 +25,10 @@ from train import checkpoint, config_checks, data, optimizers, parallel, reporti
 from train import run_record
 from train import state as state_lib
 from train import language_tasks  # noqa: F401  (registers the language-model task)
+from train import word2vec_task  # noqa: F401  (registers the word2vec task)
 from train import seq2seq_tasks  # noqa: F401  (registers the sequence-to-sequence tasks)
+from train import tagging_tasks  # noqa: F401  (registers tagging and sentence-classification tasks)
+from train import ctc_tasks  # noqa: F401  (registers the CTC recognition task)
 from train import steps, tasks
 from train.errors import UserError
 
@@ -183,7 +186,8 @@ def finished_test(workdir: pathlib.Path, num_steps: int) -> dict | None:
 
 
 # The metrics an evaluation line on the console shows, where a task reports them.
-HEADLINE = ('loss', 'accuracy', 'f1', 'perplexity', 'bleu', 'sequence_accuracy', 'cer')
+HEADLINE = ('loss', 'accuracy', 'f1', 'perplexity', 'bleu', 'sequence_accuracy', 'cer',
+            'wordsim353', 'analogy')
 
 
 def summary(exp: Experiment, workdir: pathlib.Path, start: int) -> str:

@@ -15,7 +15,10 @@ task overrides only what differs from a plain supervised classifier:
       batch (e.g. inputs and targets for an encoder-decoder, node features and edges for
       a graph). `init` and every `apply` use it.
   state_collections  -> the mutable variable collections that are training state
-      (checkpointed, averaged across pmap replicas), e.g. ('batch_stats',). Any other
+      (checkpointed, averaged across pmap replicas), e.g. ('batch_stats',), or the
+      per-row state a recurrent language model carries from one window to the next
+      ('carry'; train/language_tasks.py, mesh mode only since pmap would average
+      different rows' states). Any other
       collection a model writes (a decoding 'cache', 'intermediates') is dropped.
   loss(state, params, batch, rng, train) -> (loss_sum, Aux): the loss SUMMED over the
       batch's weighted positions, with Aux(weight, sums, model_state). The engine divides

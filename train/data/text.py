@@ -12,6 +12,12 @@ default), and these optional `config.data` fields:
   tokenizer_dir  where the tokenizer is saved and reloaded; the engine sets it to
                  <workdir>/tokenizer so a resumed run keeps its vocabulary
   seq_len        language models: tokens per training window (256)
+  eval_seq_len   language models: tokens per evaluation window (seq_len); a model that
+                 carries state starts each evaluation window from zeros, so longer
+                 windows measure it closer to reading the whole split at once
+  carry_state    language models: carry the recurrent state from each training window to
+                 the next (False): row-contiguous batches (text_pipeline.StreamSource)
+                 and truncated backpropagation through time (nets/rnn_lm.py)
   max_len        other datasets: the longest padded length (default: the longest
                  training example, rounded up to a multiple of 8; longer examples,
                  in any split, are cut)
@@ -20,7 +26,8 @@ default), and these optional `config.data` fields:
 
 The tokenizer is trained on the training split only. What a batch holds is described
 in text_pipeline.py; `info` holds `vocab_size`, `pad_id`, `bos_id`, `eos_id`, the
-`tokenizer` object, and `seq_len`, or `max_len` with class names and counts.
+`tokenizer` object, and `seq_len` (the longer of the two window lengths), or `max_len`
+with class names and counts.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from train.data import catalog as catalog_lib
 from train.data import registry, tokenizers
 from train.data.pipeline import Splits
 from train.data.text_builders import (LocalBuilder, LocalConll2003, LocalLabelledSentences,
-                                      LocalParallelText, LocalTextCorpus, open_local)
+                                      LocalParallelText, LocalTextCorpus, LocalTextSplits,
+                                      open_local)
 from train.data.text_pipeline import (BucketedSource, lm_source, token_stream,
                                       tokenizer_info)
 from train.errors import UserError
@@ -117,9 +125,11 @@ def _language_model(config, examples: list[list[dict]], default_kind: str) -> Sp
   documents = [[_str(ex['text']) for ex in split] for split in examples]
   tokenizer = _tokenizer(config, default_kind, lambda: documents[0], 32_000)
   seq_len = config.data.get('seq_len', 256)
-  sources = [lm_source(token_stream(tokenizer, docs), seq_len, split)
-             for docs, split in zip(documents, _SPLITS)]
-  return Splits(*sources, info=tokenizer_info(tokenizer, seq_len=seq_len))
+  lengths = (seq_len,) + (config.data.get('eval_seq_len') or seq_len,) * 2
+  sources = [lm_source(token_stream(tokenizer, docs), length, split,
+                       contiguous=split == 'train' and config.data.get('carry_state', False))
+             for docs, length, split in zip(documents, lengths, _SPLITS)]
+  return Splits(*sources, info=tokenizer_info(tokenizer, seq_len=max(lengths)))
 
 
 @registry.register('tiny_shakespeare')
@@ -132,11 +142,34 @@ def tiny_shakespeare(config) -> Splits:
   return _language_model(config, examples, 'char')
 
 
+# The word-level benchmarks' folders: one file per split (train, valid, test).
+WORD_BENCHMARK_FILES = {
+    'Penn Treebank': ('ptb.train.txt', 'ptb.valid.txt', 'ptb.test.txt'),
+    'WikiText': ('wiki.train.tokens', 'wiki.valid.tokens', 'wiki.test.tokens'),
+}
+
+
 @registry.register('text_corpus')
 def text_corpus(config) -> Splits:
-  """Any plain-text file (config.data_dir names it), words by default, cut 90/5/5."""
-  examples, _ = _read(config, None, (), LocalTextCorpus,
-                      'a plain-text file (e.g. ../shared/data/wiki/enwiki-text.txt)')
+  """Words by default, from config.data_dir: a plain-text file, cut 90/5/5, or a folder in
+  the layout of a word-level benchmark (WORD_BENCHMARK_FILES: Penn Treebank's
+  ptb.{train,valid,test}.txt, WikiText's wiki.{train,valid,test}.tokens), whose three files
+  are the three splits."""
+  if not (config.data_dir and os.path.isdir(config.data_dir)):
+    examples, _ = _read(config, None, (), LocalTextCorpus,
+                        'a plain-text file (e.g. ../shared/data/wiki/enwiki-text.txt) or a '
+                        'folder of ptb.{train,valid,test}.txt or wiki.{train,valid,test}.tokens')
+    return _language_model(config, examples, 'word')
+  found = [(name, files) for name, files in WORD_BENCHMARK_FILES.items()
+           if os.path.isfile(os.path.join(config.data_dir, files[0]))]
+  if not found:
+    raise UserError(f'config.data_dir={config.data_dir!r} is a folder without '
+                    f'{WORD_BENCHMARK_FILES["Penn Treebank"][0]} or '
+                    f'{WORD_BENCHMARK_FILES["WikiText"][0]}; name a plain-text file, or a '
+                    'folder of ptb.{train,valid,test}.txt or wiki.{train,valid,test}.tokens.')
+  name, files = found[0]
+  examples, _ = _read(config, None, (), LocalTextSplits,
+                      f'a folder of {name} files ({", ".join(files)})', files=list(files))
   return _language_model(config, examples, 'word')
 
 

@@ -12,6 +12,7 @@ same experiment reads without `data_dir`, so one conversion serves both:
 | builder                  | catalog                 | features                         |
 |--------------------------|-------------------------|----------------------------------|
 | LocalTextCorpus          | tiny_shakespeare, lm1b  | text                             |
+| LocalTextSplits          | none (PTB, WikiText)    | text                             |
 | LocalConll2003           | conll2003               | tokens, pos, chunks, ner         |
 | LocalLabelledSentences   | glue/sst2, imdb_reviews | sentence (text), label           |
 | LocalParallelText        | wmt14_translate/de-en   | one text per language            |
@@ -179,6 +180,19 @@ class LocalTextCorpus(LocalBuilder):
     split_lines = text.split('\n')
     for start in range(0, len(split_lines), _LINES_PER_DOCUMENT):
       yield start, {'text': '\n'.join(split_lines[start:start + _LINES_PER_DOCUMENT])}
+
+
+class LocalTextSplits(LocalTextCorpus):
+  """Plain-text files, one per split (Penn Treebank's ptb.{train,valid,test}.txt, ...)."""
+  OPTIONS = ('files',)
+  _split_generators = LocalBuilder._split_generators  # a file per split, not one file cut
+
+  @classmethod
+  def source_files(cls, source: str, files: Sequence[str] = ()) -> list[str]:
+    return [os.path.join(source, f) for f in files]
+
+  def _generate_examples(self, path: str):
+    yield from super()._generate_examples(read_text(path))
 
 
 class LocalConll2003(LocalBuilder):

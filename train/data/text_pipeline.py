@@ -3,7 +3,9 @@
 What a batch holds (B is this process's share of the global batch):
 
 * `lm_source` (packed language modelling): `inputs`, `targets` int32[B, L], where
-  `targets` is `inputs` shifted left by one token, and `mask` float32[B, L].
+  `targets` is `inputs` shifted left by one token, and `mask` float32[B, L]. With
+  `contiguous=True` (models that carry state) training batches are row-contiguous
+  (`StreamSource`) and also hold `reset` float32[B].
 * `TokenMaskedSource` (fixed-shape sequence pairs, e.g. generated tasks): the arrays it
   was given, and `mask` float32[B, L] that is 1 where `targets` is not PAD.
 * `BucketedSource` (variable-length examples: tagging, classification, translation):
@@ -54,11 +56,14 @@ def token_stream(tokenizer: tokenizers.Tokenizer, documents: Sequence[str]) -> n
   return np.insert(flat, ends, tokenizers.EOS).astype(np.int32)
 
 
-def lm_source(stream: np.ndarray, seq_len: int, split: str) -> TokenMaskedSource:
+def lm_source(stream: np.ndarray, seq_len: int, split: str,
+              contiguous: bool = False) -> TokenMaskedSource:
   """Packs a token stream into non-overlapping windows of `seq_len` next-token pairs.
 
   Window i covers stream[i*L : i*L + L + 1], so no token is lost between windows and
-  every position has a real target; the tail shorter than a window is dropped.
+  every position has a real target; the tail shorter than a window is dropped. Training
+  batches draw shuffled windows, or with `contiguous` the stream's consecutive windows
+  row by row (`StreamSource`); evaluation reads the windows in order either way.
   """
   num_windows = (len(stream) - 1) // seq_len
   if num_windows < 1:
@@ -67,7 +72,8 @@ def lm_source(stream: np.ndarray, seq_len: int, split: str) -> TokenMaskedSource
         f'= {seq_len + 1}; lower config.data.seq_len or use a larger corpus.')
   windows = np.lib.stride_tricks.sliding_window_view(
       stream[:num_windows * seq_len + 1], seq_len + 1)[::seq_len]  # a view: no copy
-  return TokenMaskedSource({'inputs': windows[:, :-1], 'targets': windows[:, 1:]})
+  arrays = {'inputs': windows[:, :-1], 'targets': windows[:, 1:]}
+  return StreamSource(arrays, stream, seq_len) if contiguous else TokenMaskedSource(arrays)
 
 
 class _MappedIterator:
@@ -104,6 +110,73 @@ class TokenMaskedSource(ArraySource):
 
   def eval_batches(self, batch_size: int, shard: Shard = Shard()) -> Iterator[Batch]:
     return map(_mask_targets, super().eval_batches(batch_size, shard))
+
+
+class StreamSource(TokenMaskedSource):
+  """A token stream for models that carry their state: row-contiguous training batches.
+
+  The classic batchify (Zaremba et al. 2014): for batches of B rows the stream of n tokens
+  is cut into B contiguous streams of S = (n - 1) // B tokens, and batch k holds window k
+  of every stream, L = seq_len:
+
+      inputs[k][b] = stream[b S + k L : b S + (k + 1) L],   targets[k][b] = shifted by one
+
+  so row b of batch k + 1 continues row b of batch k, and a state carried from one batch
+  to the next is the state of the text that precedes the window. An epoch is the S // L
+  windows of every stream, in the same order each epoch (the seed is not used); `reset`
+  is 1 on an epoch's first batch, where a carried state must start over. Evaluation reads
+  the packed windows, each on its own.
+  """
+
+  def __init__(self, arrays: dict[str, np.ndarray], stream: np.ndarray, seq_len: int):
+    super().__init__(arrays)
+    self.stream = stream
+    self.seq_len = seq_len
+
+  def train_iterator(self, batch_size: int, seed: int,
+                     shard: Shard = Shard()) -> StreamIterator:
+    del seed  # the stream's own order is the point
+    return StreamIterator(self.stream, self.seq_len, batch_size, shard)
+
+
+class StreamIterator:
+  """Endless row-contiguous batches of `StreamSource`; state is (epoch, position)."""
+
+  def __init__(self, stream: np.ndarray, seq_len: int, batch_size: int, shard: Shard):
+    row_len = (len(stream) - 1) // batch_size  # S
+    self.batches_per_epoch = row_len // seq_len
+    if self.batches_per_epoch < 1:
+      raise UserError(
+          f'batch_size={batch_size} rows of config.data.seq_len + 1 = {seq_len + 1} tokens '
+          f'do not fit in the {len(stream)} training tokens; lower config.batch_size or '
+          'config.data.seq_len.')
+    local = shard.local_size(batch_size)
+    rows = shard.index * local + np.arange(local)  # this process's rows of the global batch
+    self._offsets_BxL1 = (rows * row_len)[:, None] + np.arange(seq_len + 1)
+    self._stream = stream
+    self._seq_len = seq_len
+    self.set_state({'epoch': 0, 'position': 0})
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> Batch:
+    if self._position >= self.batches_per_epoch:
+      self.set_state({'epoch': self._epoch + 1, 'position': 0})
+    windows = self._stream[self._offsets_BxL1 + self._position * self._seq_len]
+    rows = len(windows)
+    batch = {'inputs': windows[:, :-1], 'targets': windows[:, 1:],
+             'mask': np.ones(rows, np.float32),
+             'reset': np.full(rows, self._position == 0, np.float32)}
+    self._position += 1
+    return _mask_targets(batch)
+
+  def get_state(self) -> dict:
+    return {'epoch': self._epoch, 'position': self._position}
+
+  def set_state(self, state: Mapping) -> None:
+    self._epoch = int(state['epoch'])
+    self._position = int(state['position'])
 
 
 class Ragged:

@@ -1,0 +1,39 @@
+"""CoNLL-2003 NER with a BiLSTM tagger, scored by entities as conlleval scores them.
+
+Words (case kept, every training word in the vocabulary) -> 100-d embeddings -> a
+2-layer BiLSTM -> a softmax over the 9 IOB tags of each word; no CRF, no characters.
+
+Command:
+  python -m experiments.main --config=experiments/configs/conll_bilstm.py \
+      --config.data_dir=../shared/data/conll2003 --workdir=workdirs/conll_bilstm
+Expected: (to be measured)
+"""
+
+from ml_collections import ConfigDict, config_dict
+
+from experiments.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.dataset = 'conll2003'
+  c.data = ConfigDict({'tokenizer': 'word', 'min_count': 1, 'vocab_size': 50_000,
+                       'bucketing': True, 'max_len': 128,
+                       'tokenizer_dir': config_dict.placeholder(str)})
+  c.task = 'sequence_tagging'
+  c.input_features = ()
+  c.word_dropout = 0.0
+  c.pretrained_embeddings = config_dict.placeholder(str)
+  c.model = ConfigDict({'name': 'rnn_tagger', 'embed_dim': 100, 'cell': 'lstm',
+                        'hidden_size': 128, 'num_layers': 1, 'bidirectional': True,
+                        'dropout_rate': 0.5})
+  c.optimizer.update(name='adam', learning_rate=2e-3, schedule='cosine', warmup_steps=50,
+                     clip_global_norm=5.0)
+  c.batch_size = 32
+  c.eval_batch_size = 256
+  c.num_steps = -1
+  c.num_epochs = 5
+  c.log_every = 100
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  return c
