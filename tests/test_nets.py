@@ -120,6 +120,32 @@ def test_conv_block_output_shape(padding, stride, kernel, pool):
   assert out.shape == (2, h, w, 6)
 
 
+@pytest.mark.parametrize('kind', ['max', 'avg'])
+def test_pooling_matches_numpy_windows_and_their_gradient(kind):
+  """Values: the max/mean of each 2x2 window (ragged 7th row and column dropped), as a
+  loop over windows computes them; gradient of sum(pool * w): w at each window's argmax
+  (max) or w / 4 on all four entries (mean), zero on the dropped edge."""
+  x = np.asarray(jax.random.normal(KEY, (2, 7, 7, 3)), np.float64)  # no ties
+  weights = np.asarray(jax.random.normal(jax.random.key(1), (2, 3, 3, 3)), np.float64)
+  want, want_grad = np.zeros((2, 3, 3, 3)), np.zeros_like(x)
+  for b, i, j, c in np.ndindex(want.shape):
+    window = x[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+    if kind == 'max':
+      want[b, i, j, c] = window.max()
+      u, v = np.unravel_index(window.argmax(), (2, 2))
+      want_grad[b, 2 * i + u, 2 * j + v, c] = weights[b, i, j, c]
+    else:
+      want[b, i, j, c] = window.mean()
+      want_grad[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c] = weights[b, i, j, c] / 4
+  pool = lambda x: cnn.pool_windows(x, cnn.POOLS[kind], 2)
+  got, grad = jax.value_and_grad(lambda x: jnp.sum(pool(x) * weights))(jnp.asarray(x))
+  np.testing.assert_allclose(pool(jnp.asarray(x)), want, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-7)
+  flax_pool = nn.max_pool if kind == 'max' else nn.avg_pool
+  np.testing.assert_allclose(pool(jnp.asarray(x)), flax_pool(jnp.asarray(x), (2, 2), (2, 2)),
+                             rtol=1e-6, atol=1e-6)
+
+
 def test_cnn_flattens_into_its_head():
   model = cnn.CNN(features=(8, 16), hidden=(32,), num_outputs=10)
   shapes = jax.eval_shape(model.init, KEY, jnp.zeros((1, 28, 28, 1)))['params']
