@@ -12,11 +12,11 @@ import tensorflow_datasets as tfds
 from conftest import SHARED_DATA
 from ml_collections import ConfigDict
 
-from train.data import registry
+from train.data import registry, text
 
 KEYS = {
     'lm': {'inputs', 'targets', 'mask'},
-    'tagging': {'inputs', 'label', 'pos', 'chunks', 'index', 'mask'},
+    'tagging': {'inputs', 'label', 'pos', 'chunks', 'case', 'index', 'mask'},
     'classification': {'inputs', 'label', 'index', 'mask'},
     'translation': {'inputs', 'targets', 'index', 'mask'},
 }
@@ -87,6 +87,9 @@ def test_conll2003_counts_and_first_sentence(build):
   labels = _eval_examples(splits.train, 'label')[0][0][mask > 0]
   assert [names[i] for i in labels] == ['B-ORG', 'O', 'B-MISC', 'O', 'O', 'O', 'B-MISC', 'O',
                                         'O']
+  case = _eval_examples(splits.train, 'case')[0][0][mask > 0]
+  assert [text.CASES[i] for i in case] == ['UPPER', 'lower', 'Title', 'lower', 'lower', 'lower',
+                                           'Title', 'lower', 'other']
   # Test sentences longer than the longest training sentence are cut to max_len.
   total = sum(m.sum() for _, m in _eval_examples(splits.test))
   assert total == _token_lines(SHARED_DATA / 'conll2003' / 'test.txt',

@@ -21,8 +21,9 @@ wherever the type changes; it ends before O, B-, or a change of type. Every sent
 starts after an O and ends before one, as the blank lines of conlleval's input do.
 
 config fields (optional): `input_features`, batch fields fed to the model beside the
-words (('pos', 'chunks') for CoNLL's part-of-speech and chunk tags; the model's
-`feature_sizes` are set from the dataset's num_pos, num_chunks); `pretrained_embeddings`,
+words (('pos', 'chunks', 'case') for CoNLL's part-of-speech and chunk tags and each word's
+spelling shape; the model's `feature_sizes` are set from the dataset's num_pos, num_chunks,
+num_case); `pretrained_embeddings`,
 a word2vec text file for the embedding table (train/pretrained.py); `word_dropout` p,
 the probability that a training word is replaced by UNK, so that the model learns to
 tag the words it has no vector for from their context (test sentences are full of them).
@@ -359,10 +360,11 @@ class WindowMargin(SequenceTagging):
     scores = self.detection_scores(examples, self.options['threshold'])
     out = {**self.report(sums),
            **{k: scores[k] for k in ('precision', 'recall', 'f1', 'accuracy', 'entities')}}
-    # The split's own best threshold among quantiles of its scores: an oracle, to choose
-    # margin.threshold on the eval split.
+    # The split's own best threshold among quantiles of its scores and the configured one
+    # (so best_f1 >= f1): an oracle, to choose margin.threshold on the eval split.
     real_scores = examples['scores'][examples['mask'] > 0]
-    candidates = np.quantile(real_scores, np.linspace(0.8, 0.995, 14))
+    candidates = np.append(np.quantile(real_scores, np.linspace(0.8, 0.995, 40)),
+                           self.options['threshold'])
     best = max(candidates, key=lambda t: self.detection_scores(examples, t)['f1'])
     out.update(best_threshold=float(best),
                best_f1=self.detection_scores(examples, best)['f1'])

@@ -9,7 +9,8 @@ location where s > 0; runs of them are locations, scored as conlleval scores ent
 Command:
   python -m experiments.main --config=experiments/configs/conll_window_margin.py \
       --config.data_dir=../shared/data/conll2003 --workdir=workdirs/conll_window_margin
-Expected: (to be measured)
+Expected: test LOC F1 73.91 (precision 74.38, recall 73.44; dev 77.29) at threshold 1.5,
+293 s on 2 CPU cores.
 """
 
 from ml_collections import ConfigDict

@@ -8,7 +8,9 @@ conll_window_margin.py trains the same network with the max-margin objective ins
 Command:
   python -m experiments.main --config=experiments/configs/conll_window_ner.py \
       --config.data_dir=../shared/data/conll2003 --workdir=workdirs/conll_window_ner
-Expected: (to be measured)
+Expected: test entity F1 77.67 (precision 78.21, recall 77.14; dev 84.78), 124 s on 2 CPU
+cores. From word2vec vectors (--config.pretrained_embeddings=W/vectors.txt of a
+wiki_word2vec run) 77.52: no better than random here (see README).
 """
 
 from ml_collections import ConfigDict

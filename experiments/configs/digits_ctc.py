@@ -10,7 +10,8 @@ scores per frame (10 digits + blank). Test decodes greedily and by prefix beam s
 Command:
   python -m experiments.main --config=experiments/configs/digits_ctc.py \
       --config.data_dir=../shared/data/mnist5k --workdir=workdirs/digits_ctc
-Expected: test sequence_accuracy >= 0.90 on the 1,000 held-out strings (TBD measured).
+Expected: test sequence_accuracy 0.929 greedy and 0.929 by prefix beam search, CER 0.0169 /
+0.0167, on the 1,000 held-out strings (target >= 0.90); 555 s on 2 shared CPU cores.
 """
 
 from ml_collections import ConfigDict

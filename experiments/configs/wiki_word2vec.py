@@ -16,12 +16,12 @@ Command:
       --config.data_dir=../shared/data/wiki --workdir=workdirs/wiki_word2vec
   python -m experiments.main --config=experiments/configs/wiki_word2vec.py:cbow \
       --config.data_dir=../shared/data/wiki --workdir=workdirs/wiki_word2vec_cbow
-Expected: skip-gram WordSim-353 0.27, SimLex-999 0.14, analogy 0.019 (seed 0; over seeds
-          0-2: 0.246 / 0.135 / 0.017, gensim 4.4 with the same settings 0.252 / 0.117 /
-          0.019); CBOW 0.27 / 0.10 / 0.011 (gensim 0.135 / 0.016 / 0.006). About 12 s end
-          to end on 2 CPU cores, 4 s of it training; 600k corpus words/s for skip-gram
-          (gensim, 2 workers: 200k), 840k for CBOW (gensim 780k), measured by
-          experiments/benchmarks/word2vec_vs_gensim.py on a shared, loaded machine.
+Expected: skip-gram WordSim-353 0.267, SimLex-999 0.141, analogy 0.019 (seed 0; over seeds
+          0-2: 0.246 / 0.135 / 0.017, gensim 4.4 with the same settings 0.238 / 0.120 /
+          0.017); CBOW 0.274 / 0.102 / 0.011 (seeds 0-2: 0.246 / 0.088 / 0.011, gensim
+          0.145 / -0.002 / 0.008). About 14 s end to end on 2 CPU cores, 3 s of it
+          training: 757k corpus words/s for skip-gram (gensim, 2 workers: 404k), 837k for
+          CBOW (gensim 1,055k), printed by experiments/benchmarks/word2vec_vs_gensim.py.
 """
 
 from ml_collections import ConfigDict

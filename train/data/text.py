@@ -204,13 +204,33 @@ def _tagged(tokenizer: tokenizers.Tokenizer, examples: list[dict]) -> dict[str, 
     flat[key] = np.zeros(per_word.sum(), np.int32)
     flat[key][starts] = np.concatenate(
         [np.asarray(ex[column][:n], np.int32) for ex, n in zip(examples, lengths)])
+  flat['case'] = np.zeros(per_word.sum(), np.int32)
+  flat['case'][starts] = [word_case(w) for w in words]
   sentence_ends = np.cumsum(per_word)[np.cumsum(lengths) - 1]
   return {k: np.split(v, sentence_ends[:-1]) for k, v in flat.items()}
 
 
+# The `case` feature of a word: its spelling's shape, which an UNK keeps (a capitalised
+# word never seen in training is probably a name). 0 is padding and later sub-word pieces.
+CASES = ('pad', 'lower', 'Title', 'UPPER', 'digits', 'other')
+
+
+def word_case(word: str) -> int:
+  if any(c.isdigit() for c in word):
+    return CASES.index('digits')
+  if word.islower():
+    return CASES.index('lower')
+  if word.isupper():
+    return CASES.index('UPPER')
+  if word[:1].isupper() and (len(word) == 1 or word[1:].islower()):
+    return CASES.index('Title')
+  return CASES.index('other')
+
+
 @registry.register('conll2003')
 def conll2003(config) -> Splits:
-  """CoNLL-2003 NER (catalog: conll2003); `label` is the NER tag, also `pos`, `chunks`."""
+  """CoNLL-2003 NER (catalog: conll2003); `label` is the NER tag, also `pos`, `chunks`
+  and `case` (word_case)."""
   examples, features = _read(
       config, 'conll2003', ('train', 'dev', 'test'), LocalConll2003,
       'the folder holding train.txt, valid.txt and test.txt (../shared/data/conll2003), '
@@ -222,7 +242,7 @@ def conll2003(config) -> Splits:
   return _bucketed_splits(
       config, tokenizer, [_tagged(tokenizer, e) for e in examples], [{}] * 3,
       num_classes=len(names['ner']), class_names=names['ner'], num_pos=len(names['pos']),
-      num_chunks=len(names['chunks']))
+      num_chunks=len(names['chunks']), num_case=len(CASES))
 
 
 # Sentence classification.
