@@ -11,10 +11,12 @@ import optax
 import pytest
 from ml_collections import ConfigDict
 
+from experiments import conll_sentences
 from experiments import word2vec as w2v_cli
 from experiments.configs import wiki_word2vec
 from nets.word2vec import Word2Vec
 from train import loop, word2vec_eval, word2vec_huffman, word2vec_pairs
+from train.data import word2vec_corpus
 from train import state as state_lib
 from train.errors import UserError
 from train.word2vec_task import Word2VecTask
@@ -444,3 +446,25 @@ def test_step_cost_does_not_grow_with_the_vocabulary():
     assert not [line for line in compiled.as_text().splitlines()
                 if ' copy(' in line and table in line]
   assert flops[0] == flops[1] > 0
+
+
+def test_a_corpus_of_several_files_is_their_concatenation(tmp_path):
+  """corpus='a.txt,/abs/b.txt' gives the vocabulary, stream and documents of one file
+  holding both; the CoNLL sentence writer keeps words only, normalised like the wiki text."""
+  conll = tmp_path / 'train.txt'
+  conll.write_text('-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n'
+                   "U.S. NNP I-NP B-LOC\n. . O O\n\nO'Neill NNP B-NP B-PER\n")
+  assert list(conll_sentences.sentences(conll)) == [['eu', 'rejects', 'us'], ['oneill']]
+  c = tiny_config(tmp_path)
+  lines = (tmp_path / 'corpus.txt').read_text().splitlines()
+  (tmp_path / 'a.txt').write_text('\n'.join(lines[:2]) + '\n')
+  (tmp_path / 'b.txt').write_text(lines[2] + '\n')
+  whole = word2vec_corpus.word2vec_corpus(c)
+  c.data.corpus = f'a.txt, {tmp_path / "b.txt"}'
+  parts = word2vec_corpus.word2vec_corpus(c)
+  assert parts.info['words'] == whole.info['words']
+  np.testing.assert_array_equal(parts.train.tokens, whole.train.tokens)
+  np.testing.assert_array_equal(parts.train.documents, whole.train.documents)
+  c.data.corpus = 'a.txt,missing.txt'
+  with pytest.raises(UserError, match='missing.txt does not exist'):
+    word2vec_corpus.word2vec_corpus(c)

@@ -1,12 +1,18 @@
 """CoNLL-2003 NER with a BiLSTM tagger, scored by entities as conlleval scores them.
 
-Words (case kept, every training word in the vocabulary) -> 100-d embeddings -> a
-2-layer BiLSTM -> a softmax over the 9 IOB tags of each word; no CRF, no characters.
+Words (case kept, every training word in the vocabulary; 10% of training words replaced
+by UNK so that unseen test words are tagged from their context) -> 100-d embeddings,
+with 16-d embeddings of each word's part-of-speech tag, chunk tag and case (lower, Title,
+UPPER, digits, other) -> a BiLSTM (128 per direction) -> a softmax over the 9 IOB tags
+of each word; no CRF, no characters.
 
 Command:
   python -m experiments.main --config=experiments/configs/conll_bilstm.py \
       --config.data_dir=../shared/data/conll2003 --workdir=workdirs/conll_bilstm
-Expected: (to be measured)
+Expected: test entity F1 79.85 (precision 79.13, recall 80.58), 126 s on 2 CPU cores:
+0.15 short of 80. From word2vec vectors of the Wikipedia text plus the CoNLL training
+sentences (--config.pretrained_embeddings; README, "Word vectors and named entities"):
+80.70. Without the case feature 78.28; words alone and no word dropout 71.41.
 """
 
 from ml_collections import ConfigDict, config_dict
@@ -21,8 +27,8 @@ def get_config():
                        'bucketing': True, 'max_len': 128,
                        'tokenizer_dir': config_dict.placeholder(str)})
   c.task = 'sequence_tagging'
-  c.input_features = ()
-  c.word_dropout = 0.0
+  c.input_features = ('pos', 'chunks', 'case')
+  c.word_dropout = 0.1
   c.pretrained_embeddings = config_dict.placeholder(str)
   c.model = ConfigDict({'name': 'rnn_tagger', 'embed_dim': 100, 'cell': 'lstm',
                         'hidden_size': 128, 'num_layers': 1, 'bidirectional': True,

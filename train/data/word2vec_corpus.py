@@ -3,7 +3,9 @@
 config.data_dir is the corpus folder (../shared/data/wiki), and config.data holds
 
   corpus         the text file in it, one document per line, words separated by spaces
-                 (enwiki-text.txt: lower-cased, punctuation stripped)
+                 (enwiki-text.txt: lower-cased, punctuation stripped), or several files
+                 separated by commas, read one after the other (absolute paths or in
+                 data_dir; experiments/conll_sentences.py writes CoNLL's in this form)
   min_count      words seen fewer times are dropped from the vocabulary and the stream (5)
   sample         the sub-sampling threshold s (1e-3; 0 keeps every word)
   window         the largest window W (5)
@@ -41,9 +43,10 @@ DEFAULTS = {'min_count': 5, 'sample': 1e-3, 'window': 5, 'negatives': 5,
             'negative_pool': 8, 'chunk_len': 8}
 
 
-def read_corpus(path: str, min_count: int):
+def read_corpus(paths: list[str], min_count: int):
   """(words by count, counts, token ids, document id of each token, corpus word count)."""
-  documents = [line.split() for _, line in numbered_lines(path)]
+  documents = [line.split() for path in paths for _, line in numbered_lines(path)]
+  path = ' + '.join(paths)
   counter = collections.Counter(w for doc in documents for w in doc)
   vocab = sorted((w for w, c in counter.items() if c >= min_count),
                  key=lambda w: (-counter[w], w))
@@ -92,10 +95,13 @@ def word2vec_corpus(config) -> Splits:
   if not config.data_dir:
     raise UserError('word2vec_corpus reads local files: set config.data_dir to the corpus '
                     'folder (e.g. ../shared/data/wiki).')
-  path = os.path.join(config.data_dir, config.data.get('corpus', 'enwiki-text.txt'))
-  if not os.path.isfile(path):
-    raise UserError(f'{path} does not exist; set config.data.corpus to a text file in '
-                    f'config.data_dir={config.data_dir!r}.')
+  paths = [os.path.join(config.data_dir, name.strip())
+           for name in config.data.get('corpus', 'enwiki-text.txt').split(',')]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise UserError(f'{path} does not exist; set config.data.corpus to text files in '
+                      f'config.data_dir={config.data_dir!r} (or absolute paths), separated '
+                      'by commas.')
   output = config.model.get('output', 'negative')
   settings = word2vec_pairs.PairSettings(
       window=_setting(config, 'window', int, 1),
@@ -104,7 +110,7 @@ def word2vec_corpus(config) -> Splits:
       negative_pool=_setting(config, 'negative_pool', int, 1))
   negatives = _setting(config, 'negatives', int, 1)
   words, counts, tokens, documents, corpus_words = read_corpus(
-      path, _setting(config, 'min_count', int, 1))
+      paths, _setting(config, 'min_count', int, 1))
   paths = word2vec_huffman.paths(counts) if output == 'hierarchical' else None
   train = CorpusSource(tokens, documents, counts, settings, paths)
   vocabulary = ArraySource({'word': np.arange(len(words), dtype=np.int32)})
