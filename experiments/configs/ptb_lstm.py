@@ -19,8 +19,9 @@ articles cut into three files (lines 1-98, 99-102, 103-106),
   sed -n 99,102p $W > /tmp/wiki_lm/wiki.valid.tokens && tail -n 4 $W > /tmp/wiki_lm/wiki.test.tokens
   python -m experiments.main --config=experiments/configs/ptb_lstm.py \
       --config.data_dir=/tmp/wiki_lm --workdir=workdirs/wiki_lstm
-Expected: perplexity on the valid and test splits (logged as `perplexity`, the test with
-split: test); not yet measured.
+Expected: on that stand-in (407k training words, vocabulary 10,000), valid perplexity 409.9
+and test 419.7 after the 1,100 steps, 725 s on 2 CPU cores shared with the test suite; the
+106 articles are far too few words for a 10k-word model (PTB is 887k training words).
 """
 
 from ml_collections import ConfigDict, config_dict
