@@ -5,7 +5,11 @@
 Two figures per experiment, measured in one process: `step` times the jitted train step
 alone on batches already on the device; `loop` adds what the real loop also does each
 step (next batch from the input pipeline, augmentation, host-to-device transfer, metric
-accumulation). Ends with one JSON line of the figures.
+accumulation). Where PyTorch is installed (a CPU wheel; never a dependency) the CNN's step
+is also timed in PyTorch on the same batches: the same network (conv-BN-ReLU-maxpool x 2,
+dense, dropout; channels-last memory format, PyTorch's faster one on CPU), cross-entropy,
+backward and Adam, alternating with ours, and the ratio of step times is printed. Ends
+with one JSON line of the figures.
 """
 
 import json
@@ -14,6 +18,7 @@ import statistics
 import time
 
 import jax
+import numpy as np
 from absl import app, flags
 
 from experiments.configs import mnist_cnn, mnist_mlp
@@ -65,7 +70,50 @@ def measure(name: str, module) -> dict:
     results[f'{kind}_ms'] = 1e3 * seconds
     results[f'{kind}_examples_per_sec'] = config.batch_size / seconds
   results['batch_size'] = config.batch_size
+  torch_step = torch_cnn_runner(config, batches) if name == 'mnist_cnn' else None
+  if torch_step is not None:
+    torch_step()  # warm up
+    ours, theirs = [], []
+    for _ in range(FLAGS.repeats):  # alternate, so a change of load slows both alike
+      ours.append(timed(device_only, 1))
+      theirs.append(timed(torch_step, 1))
+    results['torch_step_ms'] = 1e3 * statistics.median(theirs) / FLAGS.steps
+    results['ratio_to_torch'] = statistics.median(theirs) / statistics.median(ours)
   return results
+
+
+def torch_cnn_runner(config, batches):
+  """The MNIST CNN's train step in PyTorch on the same batches, or None without PyTorch."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  m, o = config.model, config.optimizer
+  layers, channels = [], 1
+  for width in m.features:
+    layers += [torch.nn.Conv2d(channels, width, m.kernel_size, padding='same', bias=False),
+               torch.nn.BatchNorm2d(width, momentum=0.1), torch.nn.ReLU(),
+               torch.nn.MaxPool2d(m.pool_size)]
+    channels = width
+  side = 28 // m.pool_size ** len(m.features)
+  layers += [torch.nn.Flatten(), torch.nn.Linear(channels * side * side, m.hidden[0]),
+             torch.nn.ReLU(), torch.nn.Dropout(m.dropout_rate),
+             torch.nn.Linear(m.hidden[0], 10)]
+  torch.manual_seed(0)
+  model = torch.nn.Sequential(*layers).to(memory_format=torch.channels_last)
+  adam = torch.optim.Adam(model.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2),
+                          eps=o.eps)
+  data = [(torch.from_numpy(np.asarray(b['inputs'])).permute(0, 3, 1, 2).contiguous(
+      memory_format=torch.channels_last), torch.from_numpy(np.asarray(b['label'], np.int64)))
+          for b in batches]
+
+  def run():
+    for images, labels in data:
+      adam.zero_grad()
+      loss = torch.nn.functional.cross_entropy(model(images), labels)
+      loss.backward()
+      adam.step()
+  return run
 
 
 def main(argv):
@@ -82,6 +130,10 @@ def main(argv):
     print(f'{name:<12}{f["batch_size"]:>7}{f["step_ms"]:>10.2f}'
           f'{f["step_examples_per_sec"]:>12.0f}{f["loop_ms"]:>10.2f}'
           f'{f["loop_examples_per_sec"]:>12.0f}')
+    if 'ratio_to_torch' in f:
+      import torch  # pylint: disable=import-outside-toplevel
+      print(f'{name} in PyTorch {torch.__version__} ({torch.get_num_threads()} threads): '
+            f'{f["torch_step_ms"]:.2f} ms a step; ours / PyTorch {f["ratio_to_torch"]:.2f}x')
   print(json.dumps({'benchmark': 'train_throughput', 'platform': device.platform,
                     'num_devices': len(jax.devices()), **figures}))
 
