@@ -9,7 +9,11 @@ as greedy_bleu) and reports corpus BLEU on the detokenized text (sacreBLEU's def
 Command:
   python -m experiments.main --config=experiments/configs/multi30k_rnn_seq2seq.py \
       --config.data_dir=../shared/data/multi30k --workdir=workdirs/multi30k_rnn_seq2seq
-Expected: TODO
+Expected: test BLEU 36.22 with beam search (4 beams, alpha 0.6), 34.71 greedy (val 35.24 /
+33.13) after 4 epochs (904 steps), 1,715 s on 2 CPU cores shared with the test suite
+for half the run. Scheduled sampling: --config.scheduled_sampling.schedule=linear
+(or exponential, inverse_sigmoid); multiplicative attention:
+--config.model.attention=multiplicative.
 """
 
 from ml_collections import ConfigDict, config_dict
