@@ -5,8 +5,9 @@
 Each seed runs `experiments/configs/cora_<config>.py` in its own workdir,
 <workdir_root>/cora_<config>/seed_<s>, on one device; running the command again resumes
 (a finished seed is read back from its workdir, not retrained) unless --fresh is given.
-Prints each seed's validation and test accuracy at the last step, then the mean and the
-sample standard deviation (ddof=1) over seeds, then one JSON line with the figures.
+Prints each seed's validation and test accuracy at the tested step (the last, or with
+config.select_best the selected one), then the mean and the sample standard deviation
+(ddof=1) over seeds, then one JSON line with the figures.
 """
 
 import importlib
@@ -49,13 +50,14 @@ def main(argv):
     start = time.perf_counter()
     _, test = loop.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1],
                                       fresh=FLAGS.fresh)
+    tested = test.get('selected_step', config.num_steps)
     evals = [r for r in reporting.read_metrics(workdir)
-             if r['split'] == 'eval' and r['step'] == config.num_steps]
+             if r['split'] == 'eval' and r['step'] == tested]
     rows.append({'seed': seed, 'val_accuracy': evals[-1]['accuracy'] if evals else None,
-                 'test_accuracy': float(test['accuracy']),
+                 'test_accuracy': float(test['accuracy']), 'tested_step': int(tested),
                  'seconds': round(time.perf_counter() - start, 1)})
-    print(f'seed {seed}: val accuracy {rows[-1]["val_accuracy"]:.3f}, test accuracy '
-          f'{rows[-1]["test_accuracy"]:.3f} ({rows[-1]["seconds"]} s)', flush=True)
+    print(f'seed {seed}: step {tested}: val accuracy {rows[-1]["val_accuracy"]:.3f}, test '
+          f'accuracy {rows[-1]["test_accuracy"]:.3f} ({rows[-1]["seconds"]} s)', flush=True)
   tests = np.array([r['test_accuracy'] for r in rows])
   vals = np.array([r['val_accuracy'] for r in rows], float)
   std = float(tests.std(ddof=1)) if len(tests) > 1 else 0.0

@@ -1,13 +1,16 @@
 """Evaluates a run's checkpoint again, from its workdir alone.
 
-  python -m experiments.evaluate --workdir=W [--step=N] [--split=test|eval]
+  python -m experiments.evaluate --workdir=W [--step=N] [--split=test|eval|train]
 
 The run's own config (W/config.json) rebuilds the experiment, the newest checkpoint (or
 step N's) is restored into its shards, and the split is evaluated exactly as training
 does: the metrics are printed as one JSON line and appended to W/metrics.jsonl as
 {"step", "split", <metrics>, "source": "evaluate"}; nothing else in W changes. A run
 moved since it trained reads its data from --data_dir. experiments.predict and
-experiments.export restore runs with `load_run` from here.
+experiments.export restore runs with `load_run` from here. `--split=train` evaluates the
+training examples in the same way (no dropout, no augmentation, batch norm's running
+statistics), unlike the train lines the run logged (averages over training steps):
+train accuracy - test accuracy is the generalisation gap.
 """
 
 import dataclasses
@@ -26,7 +29,7 @@ from train import checkpoint, loop, reporting
 from train.errors import UserError
 
 FLAGS = flags.FLAGS
-SPLITS = ('test', 'eval')
+SPLITS = ('test', 'eval', 'train')
 
 
 def define_run_flags():

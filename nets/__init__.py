@@ -2,22 +2,29 @@
 
 import flax.linen as nn
 
+from nets.bert import BERT
 from nets.bow import BagOfWords
 from nets.cnn import CNN
 from nets.crnn import CRNN
 from nets.gat import GAT, GCN
 from nets.gpt import GPT
 from nets.mlp import MLP, ModelConfigError
+from nets.patch_transformer import PatchTransformer
+from nets.resnet import ResNet
 from nets.rnn_classifier import RNNClassifier, RNNTagger
 from nets.rnn_lm import RNNLM
 from nets.rnn_seq2seq import RNNSeq2Seq
+from nets.text_cnn import TextCNN
 from nets.transformer import NonAutoregressiveTransformer, Transformer
 from nets.window_ner import WindowClassifier
 from nets.word2vec import Word2Vec
 
 MODELS: dict[str, type[nn.Module]] = {
     'mlp': MLP,
+    'bert': BERT,
     'cnn': CNN,
+    'patch_transformer': PatchTransformer,
+    'resnet': ResNet,
     'crnn': CRNN,
     'bag_of_words': BagOfWords,
     'gat': GAT,
@@ -26,6 +33,7 @@ MODELS: dict[str, type[nn.Module]] = {
     'rnn_lm': RNNLM,
     'rnn_tagger': RNNTagger,
     'rnn_classifier': RNNClassifier,
+    'text_cnn': TextCNN,
     'window_ner': WindowClassifier,
     'transformer': Transformer,
     'nat_transformer': NonAutoregressiveTransformer,

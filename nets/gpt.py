@@ -26,6 +26,7 @@ class GPT(nn.Module):
   dropout_rate: float = 0.0
   positional: str = 'learned'
   mlp_activation: str = 'gelu'
+  norm_epsilon: float = 1e-6  # GPT-2 checkpoints use 1e-5
 
   @nn.compact
   def __call__(self, tokens_BxT, *, train: bool = False, decode: bool = False) -> jax.Array:
@@ -38,5 +39,6 @@ class GPT(nn.Module):
       h_BxTxD = transformer.DecoderBlock(
           self.num_heads, self.mlp_dim or 4 * self.model_dim, self.dropout_rate, norm='pre',
           mlp_activation=self.mlp_activation, rotary=self.positional == 'rotary',
-          name=f'block_{layer}')(h_BxTxD, decode=decode, train=train)
-    return embed.attend(nn.LayerNorm(name='final_norm')(h_BxTxD))
+          norm_epsilon=self.norm_epsilon, name=f'block_{layer}')(
+              h_BxTxD, decode=decode, train=train)
+    return embed.attend(nn.LayerNorm(self.norm_epsilon, name='final_norm')(h_BxTxD))

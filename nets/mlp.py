@@ -40,12 +40,16 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 # Glorot keeps the activation variance constant for tanh/sigmoid (Var W = 2/(fan_in+fan_out));
-# He doubles it for ReLU, which zeroes half its inputs (Var W = 2/fan_in); small normal is
-# the classic N(0, 0.01^2).
+# He doubles it for ReLU, which zeroes half its inputs (Var W = 2/fan_in); LeCun keeps the
+# pre-activation variance of unit-variance inputs (Var W = 1/fan_in); small normal is the
+# classic N(0, 0.01^2); zeros makes every unit of a layer the same function of its inputs,
+# with the same gradient, so they stay identical (the symmetry that random init breaks).
 INITIALIZERS: dict[str, Callable] = {
     'glorot': nn.initializers.glorot_uniform(),
     'he': nn.initializers.he_normal(),
+    'lecun': nn.initializers.lecun_normal(),
     'small_normal': nn.initializers.normal(stddev=0.01),
+    'zeros': nn.initializers.zeros,
 }
 
 OUTPUTS: dict[str, Callable] = {

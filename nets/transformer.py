@@ -46,7 +46,9 @@ import flax.linen as nn
 from nets import attention
 from nets.mlp import ACTIVATIONS, ModelConfigError, check_choice
 
-MLP_ACTIVATIONS = {**ACTIVATIONS, 'gelu': nn.gelu, 'silu': nn.silu}
+# 'gelu' is the tanh approximation (GPT-2's); 'gelu_exact' is x Phi(x) (BERT's).
+MLP_ACTIVATIONS = {**ACTIVATIONS, 'gelu': nn.gelu, 'silu': nn.silu,
+                   'gelu_exact': lambda x: nn.gelu(x, approximate=False)}
 NORMS = ('post', 'pre')
 
 
@@ -66,14 +68,16 @@ class Residual(nn.Module):
   """post: LN(x + Dropout(f(x)));  pre: x + Dropout(f(LN(x)))."""
   norm: str = 'post'
   dropout_rate: float = 0.0
+  norm_epsilon: float = 1e-6  # LN's eps in x / sqrt(var + eps); BERT 1e-12, GPT-2 1e-5
 
   @nn.compact
   def __call__(self, x_BxTxD, sublayer, *, train: bool):
     check_choice('norm', self.norm, dict.fromkeys(NORMS))
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+    layer_norm = nn.LayerNorm(epsilon=self.norm_epsilon, name='norm')
     if self.norm == 'pre':
-      return x_BxTxD + dropout(sublayer(nn.LayerNorm(name='norm')(x_BxTxD)))
-    return nn.LayerNorm(name='norm')(x_BxTxD + dropout(sublayer(x_BxTxD)))
+      return x_BxTxD + dropout(sublayer(layer_norm(x_BxTxD)))
+    return layer_norm(x_BxTxD + dropout(sublayer(x_BxTxD)))
 
 
 class _Block(nn.Module):
@@ -87,6 +91,10 @@ class _Block(nn.Module):
   rotary: bool = False
   fused_qkv: bool = False
   window: int | None = None
+  norm_epsilon: float = 1e-6
+
+  def residual(self, name: str) -> Residual:
+    return Residual(self.norm, self.dropout_rate, self.norm_epsilon, name=name)
 
 
 class EncoderBlock(_Block):
@@ -98,11 +106,10 @@ class EncoderBlock(_Block):
     attend = attention.MultiHeadAttention(
         self.num_heads, fused_qkv=self.fused_qkv, window=self.window,
         activation=self.attention_activation, rotary=self.rotary, name='self_attention')
-    residual = lambda name: Residual(self.norm, self.dropout_rate, name=name)
-    x_BxTxD = residual('attention_residual')(
+    x_BxTxD = self.residual('attention_residual')(
         x_BxTxD, lambda y: attend(y, key_mask_BxS=mask_BxT), train=train)
     mlp = FeedForward(self.mlp_dim, self.mlp_activation, name='mlp')
-    return residual('mlp_residual')(x_BxTxD, mlp, train=train)
+    return self.residual('mlp_residual')(x_BxTxD, mlp, train=train)
 
 
 class DecoderBlock(_Block):
@@ -119,19 +126,18 @@ class DecoderBlock(_Block):
     mha = lambda name, **kw: attention.MultiHeadAttention(
         self.num_heads, fused_qkv=self.fused_qkv, activation=self.attention_activation,
         name=name, **kw)
-    residual = lambda name: Residual(self.norm, self.dropout_rate, name=name)
     attend_self = mha('self_attention', causal=self.causal, window=self.window,
                       rotary=self.rotary)
-    y_BxTxD = residual('self_attention_residual')(
+    y_BxTxD = self.residual('self_attention_residual')(
         y_BxTxD, lambda z: attend_self(z, key_mask_BxS=self_mask_BxT, decode=decode),
         train=train)
     if encoded_BxSxD is not None:
       attend_encoder = mha('cross_attention')
-      y_BxTxD = residual('cross_attention_residual')(
+      y_BxTxD = self.residual('cross_attention_residual')(
           y_BxTxD, lambda z: self.cross_attend(attend_encoder, z, encoded_BxSxD,
                                                encoded_mask_BxS), train=train)
     mlp = FeedForward(self.mlp_dim, self.mlp_activation, name='mlp')
-    return residual('mlp_residual')(y_BxTxD, mlp, train=train)
+    return self.residual('mlp_residual')(y_BxTxD, mlp, train=train)
 
 
   def cross_attend(self, attend, z_BxTxD, encoded_BxSxD, encoded_mask_BxS):

@@ -52,7 +52,9 @@ def test_every_mlp_choice_builds(field, table):
 @pytest.mark.parametrize('name,variance', [
     ('glorot', 2 / (400 + 300)),  # Var W = 2 / (fan_in + fan_out)
     ('he', 2 / 400),  # 2 / fan_in
+    ('lecun', 1 / 400),  # 1 / fan_in
     ('small_normal', 0.01 ** 2),
+    ('zeros', 0.0),
 ])
 def test_initializer_variance(name, variance):
   model = mlp.MLP(hidden=(300,), num_outputs=2, initializer=name)

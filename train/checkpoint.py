@@ -112,11 +112,14 @@ class Checkpointer:
             max_to_keep=max_to_keep, create=True,
             enable_async_checkpointing=async_save))
 
-  def save(self, step: int, state, data_state: dict, force: bool = False) -> None:
+  def save(self, step: int, state, data_state: dict, force: bool = False,
+           best=None) -> None:
+    """`best`: (variables, record) of train/selection.py, saved in the same step."""
     self._seal_finished()
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)),
-                      force=force)
+    items = {'state': ocp.args.StandardSave(state), 'data': ocp.args.JsonSave(data_state)}
+    if best is not None:
+      items.update(best=ocp.args.StandardSave(best[0]), selection=ocp.args.JsonSave(best[1]))
+    self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
   def _seal_finished(self) -> None:
     """Waits for the save in flight, then writes the checksums of unsealed steps."""
@@ -147,11 +150,13 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def restore_latest(self, target):
-    """(state, data_state, step) from the newest readable checkpoint, or None.
+  def restore_latest(self, target, best_target=None):
+    """(state, data_state, step, best) from the newest readable checkpoint, or None.
 
     `target` is the abstract state (ShapeDtypeStructs with shardings): every array is
-    read straight into its shards, never through one device.
+    read straight into its shards, never through one device. `best` is the step's
+    (variables, record) of train/selection.py, read into `best_target`, or None (not
+    asked for, or not saved).
     """
     for step in sorted(self.manager.all_steps(), reverse=True):
       saved = saved_shapes(self.directory / str(step))
@@ -160,11 +165,16 @@ class Checkpointer:
         raise IncompatibleCheckpoint(step, difference)
       problem = self._verify(step)
       if problem is None:
+        items = {'state': ocp.args.StandardRestore(target), 'data': ocp.args.JsonRestore()}
+        with_best = best_target is not None and (self.directory / str(step) / 'best').is_dir()
+        if with_best:
+          items.update(best=ocp.args.StandardRestore(best_target),
+                       selection=ocp.args.JsonRestore())
         try:
           with quiet():
-            restored = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
-          return restored['state'], restored['data'], step
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+          best = (restored['best'], restored['selection']) if with_best else None
+          return restored['state'], restored['data'], step, best
         except Exception as error:  # any failure to read means this step is unusable
           problem = one_line(error)
       moved = self._quarantine(step)

@@ -26,7 +26,7 @@ def _require(condition: bool, message: str) -> None:
 # The fields every config has (default.py defines them), by the type the engine reads:
 # ConfigDict lets Python code set any field to None, which would fail deep inside instead.
 _TYPES = {
-    'an integer': ('seed', 'num_steps', 'num_epochs', 'log_every', 'eval_every',
+    'an integer': ('seed', 'num_steps', 'num_epochs', 'log_every', 'eval_every', 'patience',
                    'checkpoint_every', 'keep_checkpoints', 'batch_size', 'eval_batch_size',
                    'optimizer.warmup_steps', 'data.num_classes', 'data.num_train',
                    'data.num_test'),
@@ -35,8 +35,8 @@ _TYPES = {
                  'optimizer.b2', 'optimizer.eps', 'optimizer.rho', 'optimizer.weight_decay',
                  'optimizer.decay_factor', 'optimizer.end_factor',
                  'optimizer.clip_global_norm', 'optimizer.clip_value'),
-    'a string': ('dataset', 'task', 'loss', 'parallel_mode', 'on_nonfinite', 'model.name',
-                 'optimizer.name', 'optimizer.schedule'),
+    'a string': ('dataset', 'task', 'loss', 'parallel_mode', 'on_nonfinite', 'select_best',
+                 'model.name', 'optimizer.name', 'optimizer.schedule'),
     'a tuple': ('mesh_shape', 'mesh_axes', 'param_sharding', 'optimizer.boundaries'),
 }
 _CLASSES = {'an integer': int, 'a number': (int, float), 'a string': str, 'a tuple': tuple}
@@ -98,6 +98,10 @@ def validate(config: ConfigDict, num_batch_shards: int = 1) -> None:
            f'config.model.dropout_rate={config.model.get("dropout_rate")} must be in [0, 1).')
   _require(config.num_steps > 0 or config.num_epochs > 0, 'Set a positive config.num_steps '
            f'or config.num_epochs (got {config.num_steps} and {config.num_epochs}).')
+  _require(config.get('patience', 0) >= 0 and (config.get('patience', 0) == 0 or
+                                                config.get('select_best')),
+           f'config.patience={config.get("patience")} must be >= 0, and stops early only '
+           'with the metric it watches: set config.select_best too (e.g. accuracy).')
   for field in ('log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints'):
     _require(config[field] > 0, f'config.{field}={config[field]} must be a positive integer.')
   for field in ('batch_size', 'eval_batch_size'):

@@ -22,13 +22,16 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from train import checkpoint, config_checks, data, optimizers, parallel, reporting
-from train import run_record
+from train import run_record, selection, transfer
 from train import state as state_lib
 from train import language_tasks  # noqa: F401  (registers the language-model task)
 from train import word2vec_task  # noqa: F401  (registers the word2vec task)
 from train import seq2seq_tasks  # noqa: F401  (registers the sequence-to-sequence tasks)
 from train import tagging_tasks  # noqa: F401  (registers tagging and sentence-classification tasks)
 from train import ctc_tasks  # noqa: F401  (registers the CTC recognition task)
+from train import bert_tasks  # noqa: F401  (registers BERT pre-training)
+from train import regression_task  # noqa: F401  (registers the regression task)
+from train import span_tasks  # noqa: F401  (registers extractive question answering)
 from train import steps, tasks
 from train.errors import UserError
 
@@ -106,13 +109,13 @@ def build(config: ConfigDict, devices=None) -> Experiment:
   task = tasks.create(config, splits.info)
   model = create_model(config, task, splits.info, par.mode)
   num_steps = total_steps(config, len(splits.train))
-  tx = optimizers.create(config.optimizer, num_steps)
+  tx = optimizers.frozen(optimizers.create(config.optimizer, num_steps), config.freeze)
   train_iter = splits.train.train_iterator(config.batch_size, config.seed,
                                            par.data_shard(config.batch_size))
   example = next(splits.eval.eval_batches(config.eval_batch_size,
                                           par.data_shard(config.eval_batch_size)))
   init = state_lib.initializer(model, tx, config.seed, task.state_collections,
-                               task.init_params)
+                               transfer.initializer(config, task.init_params))
   inputs = parallel.shape_structs(task.model_inputs(example))
   try:
     state = par.init_state(init, inputs)
@@ -158,10 +161,11 @@ def concatenate_padded(*arrays: np.ndarray) -> np.ndarray:
                          for a in arrays])
 
 
-def restore(ckpt, exp: Experiment, workdir: pathlib.Path):
+def restore(ckpt, exp: Experiment, workdir: pathlib.Path, chosen: selection.Selection):
   """(state, start step): the newest usable checkpoint's, or the fresh state's and 0."""
   try:
-    restored = ckpt.restore_latest(exp.par.restore_target(exp.state))
+    restored = ckpt.restore_latest(exp.par.restore_target(exp.state),
+                                   chosen.restore_target(exp.par, exp.state))
   except checkpoint.IncompatibleCheckpoint as error:
     previous = run_record.previous_config(workdir) or {}
     changes = run_record.config_changes(
@@ -173,8 +177,9 @@ def restore(ckpt, exp: Experiment, workdir: pathlib.Path):
         f'{workdir / run_record.ARCHIVE}/ and start over.') from None
   if restored is None:
     return exp.state, 0
-  state, data_state, start = restored
+  state, data_state, start, best = restored
   exp.train_iter.set_state(data_state)
+  chosen.restore(exp.par, best)
   print(f'Resumed from the checkpoint at step {start} in {workdir}.', flush=True)
   return exp.par.place_restored(state), start
 
@@ -186,8 +191,8 @@ def finished_test(workdir: pathlib.Path, num_steps: int) -> dict | None:
 
 
 # The metrics an evaluation line on the console shows, where a task reports them.
-HEADLINE = ('loss', 'accuracy', 'f1', 'perplexity', 'bleu', 'sequence_accuracy', 'cer',
-            'wordsim353', 'analogy')
+HEADLINE = ('loss', 'accuracy', 'exact_match', 'f1', 'perplexity', 'bleu',
+            'sequence_accuracy', 'cer', 'wordsim353', 'analogy')
 
 
 def summary(exp: Experiment, workdir: pathlib.Path, start: int) -> str:
@@ -203,12 +208,19 @@ def summary(exp: Experiment, workdir: pathlib.Path, start: int) -> str:
           f'{jax.device_count()} {jax.devices()[0].platform} device(s); writing {workdir}.')
 
 
+# curves.png is redrawn at an evaluation at most this often, and always at the end.
+PLOT_EVERY_S = 30.0
+
+
 class TrainingDiverged(UserError):
   """A NaN or Inf loss or gradient with config.on_nonfinite='stop'."""
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bool = False):
-  """Trains, evaluates and tests; returns (final unreplicated state, test metrics).
+  """Trains, evaluates and tests; returns (tested unreplicated state, test metrics).
+
+  The tested state is the last step's, or with config.select_best the kept evaluation's
+  (train/selection.py), which config.patience may also end early.
 
   `fresh` moves whatever a previous run left in `workdir` to W/archive/<time>/ first.
   """
@@ -217,6 +229,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
     moved = run_record.archive(workdir)
     if moved:
       print(f'--fresh: moved the previous run in {workdir} to {moved}.', flush=True)
+  transfer.copy_tokenizer(config, workdir)
   if 'tokenizer_dir' in config.data and config.data.tokenizer_dir is None:
     # A trained tokenizer belongs to the run: saved in, and reloaded from, the workdir.
     config.data.tokenizer_dir = str(workdir / 'tokenizer')
@@ -226,19 +239,21 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
 
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                  config.async_checkpoints)
-  state, start = restore(ckpt, exp, workdir)
+  chosen = selection.Selection(config)
+  state, start = restore(ckpt, exp, workdir, chosen)
+  last = start if chosen.stopped else num_steps  # early stopping ends the run at `last`
   if start > num_steps:
     ckpt.close()
     raise UserError(
         f'{workdir} holds a checkpoint at step {start}, past the {num_steps} steps this '
         'config trains; use a new --workdir, or pass --fresh to move the old run to '
         f'{workdir / run_record.ARCHIVE}/ and start over.')
-  done = finished_test(workdir, num_steps) if start == num_steps else None
+  done = finished_test(workdir, last) if start == last else None
   if done is not None:
     ckpt.close()
-    print(f'{workdir} already finished at step {num_steps}; its test result: '
+    print(f'{workdir} already finished at step {last}; its test result: '
           f'{json.dumps(reporting.scalars(done))}', flush=True)
-    return par.unreplicate(state), done
+    return par.unreplicate(chosen.tested(state)), done
   main_process = jax.process_index() == 0
   if main_process:
     run_record.record_start(workdir, config, start)
@@ -254,10 +269,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
   # Throughput counts train steps only: the clock restarts after the first step of the
   # run (its compilation) and after every evaluation and checkpoint.
   sums, clock, timed_steps = None, time.perf_counter(), 0
+  plotted = -PLOT_EVERY_S
   bar = tqdm(total=num_steps, initial=start, disable=not config.progress_bar,
              unit='step', dynamic_ncols=True)
   try:
-    for step in range(start + 1, num_steps + 1):
+    for step in range(start + 1, last + 1):
       state, step_sums = train_step(state, place(next(train_iter)))
       sums = steps.add_sums(sums, step_sums)
       timed_steps += 1
@@ -290,23 +306,33 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
       if step % config.eval_every == 0 or step == num_steps:
         metrics = reporting.scalars(evaluate(exp, eval_step, state, splits.eval))
         writer.write(step, 'eval', metrics)
+        chosen.update(step, metrics, state)
         bar.write(f'eval at step {step}: ' + ', '.join(
             f'{k} {v:.4g}' for k, v in metrics.items() if k in HEADLINE), file=sys.stdout)
-        if main_process:
-          reporting.plot_curves(workdir, title)
+        if main_process and time.perf_counter() - plotted >= PLOT_EVERY_S:
+          reporting.plot_curves(workdir, title)  # about 0.5 s of CPU: not at every eval
+          plotted = time.perf_counter()
         clock, timed_steps = time.perf_counter(), 0
       stop = preemption.reached(step)
-      if step % config.checkpoint_every == 0 or step == num_steps or stop:
-        ckpt.save(step, par.checkpointable(state), train_iter.get_state(), force=stop)
+      if chosen.stopped:
+        last = step
+      if step % config.checkpoint_every == 0 or step == last or stop:
+        ckpt.save(step, par.checkpointable(state), train_iter.get_state(), force=stop,
+                  best=chosen.checkpoint(par))
         clock, timed_steps = time.perf_counter(), 0
       if stop:
         ckpt.close()
         print(f'{preemption.raised} received: saved step {step} in {workdir}; run the '
               'same command to resume.', flush=True)
         raise SystemExit(143 if preemption.raised == 'SIGTERM' else 130)
+      if step == last:
+        break
+    state = chosen.tested(state)
     test = evaluate(exp, eval_step, state, splits.test)
-    writer.write(num_steps, 'test', test)
-    bar.write(f'Test at step {num_steps}: {json.dumps(reporting.scalars(test))}',
+    if chosen.variables is not None:
+      test['selected_step'] = chosen.record['step']
+    writer.write(last, 'test', test)
+    bar.write(f'Test at step {last}: {json.dumps(reporting.scalars(test))}',
               file=sys.stdout)
   finally:
     bar.close()

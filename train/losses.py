@@ -44,12 +44,13 @@ def mean_squared_error(predictions_BxK, targets_BxK):
   return jnp.mean(jnp.square(predictions_BxK.astype(jnp.float32) - targets_BxK), axis=-1)
 
 
-# The parameter names Flax gives to weight matrices, filters and embedding tables.
-WEIGHT_NAMES = ('kernel', 'embedding')
+# The parameter names Flax gives to weight matrices, filters and embedding tables, and
+# the graph attention vectors a of nets/gat.py (a learned projection, like a kernel).
+WEIGHT_NAMES = ('kernel', 'embedding', 'attention')
 
 
 def is_weight(path, leaf) -> bool:
-  """Weights are the leaves named `kernel` or `embedding`: matrices, filters, tables.
+  """Weights are the leaves named in WEIGHT_NAMES: matrices, filters, tables.
 
   Decided by name, not rank: a multi-head projection's bias is [heads, head_dim] and
   `nn.scan` stacks every bias and norm scale into a matrix, yet none of them is a

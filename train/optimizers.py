@@ -17,6 +17,8 @@ it flows through the optimizer's preconditioning; decoupled weight decay
 (config.optimizer.weight_decay) bypasses it. For SGD the two coincide; for Adam they do not.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -120,3 +122,26 @@ def create(c: ConfigDict, total_steps: int) -> optax.GradientTransformation:
   if c.weight_decay > 0 and c.name not in BUILT_IN_DECAY:
     chain.append(decoupled_weight_decay(c.weight_decay, learning_rate))
   return optax.chain(*chain)
+
+
+def frozen(tx: optax.GradientTransformation, patterns) -> optax.GradientTransformation:
+  """`tx` on the parameters whose path ('encoder/block_0/mlp/wi/kernel') matches none of
+  `patterns` (regexes, re.match); zero updates, and no optimizer state, for the rest.
+
+  The trained parameters alone are clipped, decayed and normalised: a frozen encoder's
+  gradient neither shrinks the head's step by global-norm clipping nor enters Adam.
+  """
+  if not patterns:
+    return tx
+  compiled = [re.compile(p) for p in patterns]
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: 'frozen' if any(p.match(path_name(path)) for p in compiled)
+        else 'trained', params)
+  return optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)
+
+
+def path_name(path) -> str:
+  """'encoder/block_0/mlp/wi/kernel' for a pytree path."""
+  return '/'.join(str(getattr(k, 'key', k)) for k in path)

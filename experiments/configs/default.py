@@ -8,6 +8,13 @@ Command:  python -m experiments.main --config=experiments/configs/default.py \
               --workdir=workdirs/spirals
 Expected: test accuracy >= 0.99 on 3,000 fresh points (measured 0.9997), about 10 s on
           2 CPU cores; curves in workdirs/spirals/curves.png.
+
+Model selection: by default the test evaluates the last step. `select_best` names
+validation metrics ('accuracy'; 'accuracy,loss' = at least as good in both, as in the GAT
+paper's code; losses are minimised, the rest maximised): the run then keeps the parameters
+of the best evaluation, saves them inside every checkpoint (so a resumed run keeps them),
+tests those, and logs their step as `selected_step`; `patience` > 0 also stops training
+after that many evaluations in a row that improve none of the metrics (train/selection.py).
 """
 
 from ml_collections import ConfigDict, config_dict
@@ -40,6 +47,11 @@ def get_config() -> ConfigDict:
       'clip_global_norm': 0.0, 'clip_value': 0.0})
   c.l2 = 0.0  # coefficient of (1/2)||W||^2 added to the loss (weights only)
 
+  # Transfer (train/transfer.py): start from a workdir or a Hugging Face directory, and
+  # keep the parameters whose paths match `freeze` (regexes) fixed.
+  c.init_from = config_dict.placeholder(str)
+  c.freeze = ()
+
   # Loop. num_steps = -1 derives the step count from num_epochs.
   c.batch_size = 128
   c.eval_batch_size = 1000
@@ -54,6 +66,8 @@ def get_config() -> ConfigDict:
   # A NaN/Inf loss or gradient is never applied; 'stop' ends the run naming the step and
   # the last checkpoint, 'skip' goes on and counts such steps (nonfinite_steps).
   c.on_nonfinite = 'stop'
+  c.select_best = ''  # '' tests the last step; e.g. 'accuracy' tests the best evaluation's
+  c.patience = 0  # evaluations without improvement before stopping (0: never stop early)
 
   # Parallelism: one mesh over all devices; batches split over 'data' (and 'fsdp').
   c.parallel_mode = 'mesh'  # or 'pmap'

@@ -13,7 +13,8 @@ from experiments.configs import default
 def get_config():
   c = default.get_config()
   c.dataset = 'mnist'
-  c.data.augment = True
+  # Random shifts of up to 2 pixels (train/data/images.py); no flips for digits.
+  c.data.update(augment=True, crop_padding=2, flip=False)
   c.model.update(hidden=(512, 256), activation='relu', initializer='he', dropout_rate=0.3)
   c.optimizer.update(name='adam', learning_rate=1e-3, schedule='cosine', warmup_steps=100)
   c.batch_size = 128

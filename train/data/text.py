@@ -22,6 +22,8 @@ default), and these optional `config.data` fields:
                  training example, rounded up to a multiple of 8; longer examples,
                  in any split, are cut)
   bucketing      other datasets: batch by length bucket (True) or pad all to max_len
+  cls_sep        other datasets: each example read as [CLS] x [SEP], BERT's layout (False);
+                 the other sequence fields (tags, masks, features) get 0 at both ends
   source_language, target_language   translation direction ('de' -> 'en')
 
 The tokenizer is trained on the training split only. What a batch holds is described
@@ -105,6 +107,8 @@ def _bucketed_splits(config, tokenizer: tokenizers.Tokenizer, sequences: list[di
   max_len defaults to the longest training example (rounded up to a multiple of 8): it
   is a fact of the training data, never of the examples a model is evaluated on.
   """
+  if config.data.get('cls_sep', False):
+    sequences = [with_cls_sep(split) for split in sequences]
   longest = max(len(x) for rows in sequences[0].values() for x in rows)
   max_len = config.data.get('max_len') or -(-longest // 8) * 8
   for name, split in zip(_SPLITS[1:], sequences[1:]):
@@ -116,6 +120,14 @@ def _bucketed_splits(config, tokenizer: tokenizers.Tokenizer, sequences: list[di
   bucketing = config.data.get('bucketing', True)
   sources = [BucketedSource(s, c, max_len, bucketing) for s, c in zip(sequences, scalars)]
   return Splits(*sources, info=tokenizer_info(tokenizer, max_len=max_len, **info))
+
+
+def with_cls_sep(sequences: dict[str, list]) -> dict[str, list]:
+  """[CLS] inputs [SEP]; every other sequence field padded with a 0 at both ends."""
+  ends = {'inputs': (tokenizers.CLS, tokenizers.SEP)}
+  return {key: [np.concatenate([[ends.get(key, (0, 0))[0]], x, [ends.get(key, (0, 0))[1]]]
+                               ).astype(x.dtype) for x in rows]
+          for key, rows in sequences.items()}
 
 
 # Language models: every split becomes one token stream, packed into windows.

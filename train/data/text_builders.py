@@ -62,6 +62,22 @@ def numbered_lines(path: str) -> Iterator[tuple[int, str]]:
     raise UserError(_unreadable(path, number, error)) from None
 
 
+def corpus_paths(config, default: str) -> list[str]:
+  """The text files of `config.data.corpus` (comma-separated; `default` if unset), each
+  relative to `config.data_dir` unless absolute."""
+  if not config.data_dir:
+    raise UserError(f'{config.dataset} reads local text files: set config.data_dir to their '
+                    'folder (e.g. ../shared/data/wiki) and config.data.corpus to the files.')
+  paths = [os.path.join(config.data_dir, name.strip())
+           for name in config.data.get('corpus', default).split(',') if name.strip()]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise UserError(f'{path} does not exist; set config.data.corpus to text files in '
+                      f'config.data_dir={config.data_dir!r} (or absolute paths), separated '
+                      'by commas.')
+  return paths
+
+
 def _unreadable(path: str, lines_read: int, error: Exception) -> str:
   """The sentence for a file that failed to read after `lines_read` good lines."""
   where = f'after line {lines_read}' if lines_read else 'at its start'

@@ -249,8 +249,10 @@ def load_or_train(kind: str, texts: Callable[[], Iterable[str]], directory: str 
   settings = {k: options[k] for k in ('corpus',) + cls.SETTINGS}
   if directory and os.path.exists(os.path.join(directory, _META)):
     saved = load(directory)
-    wanted = {'kind': kind, **settings}
-    found = {'kind': saved.KIND, **saved.settings}
+    # The corpus is not compared: a tokenizer trained on other text (that of a pre-trained
+    # model the run starts from, config.init_from) is used as it is.
+    wanted = {'kind': kind, **{k: v for k, v in settings.items() if k != 'corpus'}}
+    found = {'kind': saved.KIND, **{k: v for k, v in saved.settings.items() if k != 'corpus'}}
     if wanted != found:
       raise UserError(
           f'Vocabulary mismatch: the tokenizer saved in {directory} (which the checkpoint '

@@ -29,14 +29,13 @@ chunks_per_epoch (the training split's length).
 from __future__ import annotations
 
 import collections
-import os
 
 import numpy as np
 
 from train import word2vec_huffman, word2vec_pairs
 from train.data import registry
 from train.data.pipeline import ArraySource, Shard, Splits
-from train.data.text_builders import numbered_lines
+from train.data.text_builders import corpus_paths, numbered_lines
 from train.errors import UserError
 
 DEFAULTS = {'min_count': 5, 'sample': 1e-3, 'window': 5, 'negatives': 5,
@@ -92,16 +91,7 @@ def _setting(config, field: str, kind, low) -> float:
 @registry.register('word2vec_corpus')
 def word2vec_corpus(config) -> Splits:
   """A text file of config.data_dir (config.data.corpus), as word2vec reads it."""
-  if not config.data_dir:
-    raise UserError('word2vec_corpus reads local files: set config.data_dir to the corpus '
-                    'folder (e.g. ../shared/data/wiki).')
-  paths = [os.path.join(config.data_dir, name.strip())
-           for name in config.data.get('corpus', 'enwiki-text.txt').split(',')]
-  for path in paths:
-    if not os.path.isfile(path):
-      raise UserError(f'{path} does not exist; set config.data.corpus to text files in '
-                      f'config.data_dir={config.data_dir!r} (or absolute paths), separated '
-                      'by commas.')
+  paths = corpus_paths(config, 'enwiki-text.txt')
   output = config.model.get('output', 'negative')
   settings = word2vec_pairs.PairSettings(
       window=_setting(config, 'window', int, 1),

@@ -1,0 +1,30 @@
+"""MNIST with a residual CNN (He et al. 2016, CIFAR style; nets/resnet.py): ResNet-8.
+
+A 3x3 stem (16), three stages of one basic block each (16, 32, 64 wide; stride 2 into the
+second and third: 28 -> 14 -> 7), global average pooling, dense to 10 logits; batch norm
+everywhere, no dropout. Training images are shifted by up to 2 pixels (the random crop
+with padding 2; no flips for digits).
+
+Command (local 5k digits, 4,000 train / 1,000 test):
+  python -m experiments.main --config=experiments/configs/mnist_resnet.py \\
+      --config.data_dir=../shared/data/mnist5k --workdir=workdirs/mnist_resnet
+Expected: the target is test accuracy >= 0.985 on the 1,000 held-out digits; measured
+0.983 (17 errors; the plain CNN of mnist_cnn.py: 0.982), 620 steps, 259 s of CPU time
+(32 minutes of wall time on 2 cores shared with many other runs): the target is missed.
+The settings were fixed before the run and not tuned (nothing was chosen on the test
+digits). --config.model.stage_blocks='(3,3,3)' is ResNet-20 (about 4x the time).
+"""
+
+from ml_collections import ConfigDict
+
+from experiments.configs import mnist_mlp
+
+
+def get_config():
+  c = mnist_mlp.get_config()
+  c.model = ConfigDict({'name': 'resnet', 'stage_blocks': (1, 1, 1), 'features': (16, 32, 64),
+                        'stem_features': 16, 'residual': True, 'initializer': 'he'})
+  c.optimizer.update(name='adamw', learning_rate=2e-3, weight_decay=1e-4, schedule='cosine',
+                     warmup_steps=100)
+  c.num_epochs = 20
+  return c
