@@ -165,3 +165,16 @@ def test_fine_tuning_from_a_pretrained_run_with_a_frozen_encoder(tmp_path):
                             pretrained.params['pooler']['kernel'])  # trained on
   meta = json.loads((tmp_path / 'finetune' / 'tokenizer' / 'tokenizer.json').read_text())
   assert meta['settings']['corpus'] == 'bert_corpus'
+
+
+def test_mean_pooling_reads_the_real_tokens_only():
+  """pool='mean': the classifier of the mean of h_L over the real tokens, whatever the pad."""
+  tokens = jnp.array([[tokenizers.CLS, 9, 10, 11, tokenizers.SEP]])
+  model = _model(head='sequence', num_outputs=3, pool='mean')
+  params = model.init(jax.random.key(0), tokens)
+  hidden = _model(head='none').apply({'params': params['params']}, tokens)
+  kernel, bias = (params['params']['classifier'][k] for k in ('kernel', 'bias'))
+  expected = hidden.mean(1) @ kernel + bias[None]
+  np.testing.assert_allclose(model.apply(params, tokens), expected, atol=1e-5)
+  np.testing.assert_allclose(model.apply(params, jnp.pad(tokens, ((0, 0), (0, 3)))), expected,
+                             atol=1e-5)

@@ -13,7 +13,7 @@ Feature extraction (the encoder frozen, only the head trains): add
 From scratch (the same model and steps; its tokenizer is trained on SST-2's sentences):
   python -m experiments.main --config=experiments/configs/sst2_bert.py \\
       --config.data_dir=../shared/data/sst2 --workdir=workdirs/sst2_bert_scratch
-Expected (learning rate 3e-4, chosen on dev over 1e-4 for both): from scratch with
+Expected: at learning rate 3e-4 (chosen on dev over 1e-4 for both), from scratch with
 --config.data.tokenizer_dir=workdirs/bert_pretrain/tokenizer, test accuracy 0.7710 (dev
 0.7901); fine-tuned from bert_pretrain, 0.7699 (dev 0.7844): pre-training does not
 help at this scale (the README's BERT section has the other variants). About 400 s on 2
