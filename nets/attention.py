@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nets import scale
 from nets.mlp import ModelConfigError, check_choice
 
 # Elementwise replacements of the softmax; None marks the softmax itself.
@@ -247,8 +248,8 @@ class AddPositionalEncoding(nn.Module):
     if self.kind == 'sinusoidal':
       pe = sinusoidal_encoding(positions, dim)
     else:
-      table_LxD = self.param('embedding', nn.initializers.normal(stddev=0.02),
-                             (self.max_len, dim))
+      table_LxD = self.param('embedding', scale.named(nn.initializers.normal(stddev=0.02),
+                                                      None, 'embed'), (self.max_len, dim))
       pe = jnp.take(table_LxD, positions, axis=0)
     pe_BxTxD = pe if pe.ndim == 3 else pe[None]
     return x_BxTxD + pe_BxTxD.astype(x_BxTxD.dtype)
@@ -271,6 +272,7 @@ class MultiHeadAttention(nn.Module):
     rotary: rotate queries and keys by their positions (self-attention only).
     use_bias: biases on the projections.
     implementation: backend of `jax.nn.dot_product_attention` ('xla', 'cudnn', None).
+    dtype: the computation's dtype (parameters stay float32; nets/scale.py).
   """
   num_heads: int
   head_dim: int | None = None
@@ -284,6 +286,7 @@ class MultiHeadAttention(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.xavier_uniform()
   implementation: str | None = None
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD, context_BxSxC=None, *, key_mask_BxS=None, mask=None,
@@ -311,8 +314,12 @@ class MultiHeadAttention(nn.Module):
       raise ModelConfigError(f'config.model.num_heads={self.num_heads} does not divide the '
                              f'model dimension {features}; set head_dim.')
     heads = (self.num_heads, self.head_dim or features // self.num_heads)
-    dense = lambda shape, name: nn.DenseGeneral(shape, use_bias=self.use_bias,
-                                                kernel_init=self.kernel_init, name=name)
+    def dense(shape, name):  # logical axes ('embed', [None,] 'heads', 'kv')
+      fused = (None,) * (len(shape) - 2)
+      return nn.DenseGeneral(
+          shape, use_bias=self.use_bias, dtype=self.dtype, name=name,
+          kernel_init=scale.named(self.kernel_init, 'embed', *fused, 'heads', 'kv'),
+          bias_init=scale.named(nn.initializers.zeros, *fused, 'heads', 'kv'))
     if self.fused_qkv and not cross:
       qkv_BxTx3xNxH = dense((3, *heads), 'qkv')(x_BxTxD)
       q_BxTxNxH, k_BxSxNxH, v_BxSxNxH = (qkv_BxTx3xNxH[:, :, i] for i in range(3))
@@ -368,7 +375,8 @@ class MultiHeadAttention(nn.Module):
                                    activation=self.activation, return_weights=return_weights,
                                    implementation=self.implementation)
     out_BxTxNxH, weights = result if return_weights else (result, None)
-    out_BxTxD = nn.DenseGeneral(self.out_features or features, axis=(-2, -1),
-                                use_bias=self.use_bias, kernel_init=self.kernel_init,
-                                name='out')(out_BxTxNxH)
+    out_BxTxD = nn.DenseGeneral(
+        self.out_features or features, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
+        kernel_init=scale.named(self.kernel_init, 'heads', 'kv', 'embed'),
+        bias_init=scale.named(nn.initializers.zeros, 'embed'), name='out')(out_BxTxNxH)
     return (out_BxTxD, weights) if return_weights else out_BxTxD

@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nets import transformer
+from nets import scale, transformer
 from nets.mlp import ModelConfigError, check_choice
 
 HEADS = ('pretraining', 'sequence', 'token', 'span', 'none')
@@ -51,19 +51,26 @@ class BertEncoder(nn.Module):
   dropout_rate: float
   norm_epsilon: float
   norm: str
+  dtype: str
+  remat: str
+  scan_layers: bool
 
   def setup(self):
-    self.token_embed = nn.Embed(self.vocab_size, self.model_dim, embedding_init=_INIT)
-    self.segment_embed = nn.Embed(self.type_vocab_size, self.model_dim, embedding_init=_INIT)
-    self.position_embed = nn.Embed(self.max_len, self.model_dim, embedding_init=_INIT)
-    self.embed_norm = nn.LayerNorm(self.norm_epsilon)
+    embed = lambda rows, row_axis: scale.embed(rows, self.model_dim, _INIT, self.dtype,
+                                               row_axis)
+    self.token_embed = embed(self.vocab_size, 'vocab')
+    self.segment_embed = embed(self.type_vocab_size, None)
+    self.position_embed = embed(self.max_len, None)
+    self.embed_norm = scale.layer_norm(self.norm_epsilon, self.dtype)
     self.dropout = nn.Dropout(self.dropout_rate)
-    self.blocks = [transformer.EncoderBlock(
-        self.num_heads, self.mlp_dim, self.dropout_rate, norm=self.norm,
-        mlp_activation='gelu_exact', norm_epsilon=self.norm_epsilon, name=f'block_{i}')
-        for i in range(self.num_layers)]
+    self.blocks = scale.BlockStack(
+        lambda name: transformer.EncoderBlock(
+            self.num_heads, self.mlp_dim, self.dropout_rate, norm=self.norm,
+            mlp_activation='gelu_exact', norm_epsilon=self.norm_epsilon, dtype=self.dtype,
+            name=name),
+        self.num_layers, scan=self.scan_layers, remat=self.remat)
     if self.norm == 'pre':
-      self.final_norm = nn.LayerNorm(self.norm_epsilon)
+      self.final_norm = scale.layer_norm(self.norm_epsilon, self.dtype)
 
   def __call__(self, tokens_BxT, segments_BxT, *, train: bool):
     length = tokens_BxT.shape[1]
@@ -73,9 +80,7 @@ class BertEncoder(nn.Module):
     h_BxTxD = (self.token_embed(tokens_BxT) + self.segment_embed(segments_BxT)
                + self.position_embed(jnp.arange(length))[None])
     h_BxTxD = self.dropout(self.embed_norm(h_BxTxD), deterministic=not train)
-    real_BxT = tokens_BxT != 0
-    for block in self.blocks:
-      h_BxTxD = block(h_BxTxD, real_BxT, train=train)
+    h_BxTxD = self.blocks(h_BxTxD, tokens_BxT != 0, train)
     return self.final_norm(h_BxTxD) if self.norm == 'pre' else h_BxTxD
 
 
@@ -98,6 +103,9 @@ class BERT(nn.Module):
   # The 'sequence' head reads the pooled [CLS] vector (BERT), or with pool='mean' the mean
   # of h_L over the real tokens (no pooler).
   pool: str = 'cls'
+  dtype: str = 'float32'  # the computation's; nets/scale.py
+  remat: str = 'none'
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, tokens_BxT, segments_BxT=None, mlm_positions_BxP=None, *,
@@ -112,11 +120,13 @@ class BERT(nn.Module):
     encoder = BertEncoder(self.vocab_size, self.num_layers, self.num_heads, self.model_dim,
                           self.mlp_dim or 4 * self.model_dim, self.max_len,
                           self.type_vocab_size, self.dropout_rate, self.norm_epsilon,
-                          self.norm, name='encoder')
+                          self.norm, self.dtype, self.remat, self.scan_layers, name='encoder')
     h_BxTxD = encoder(tokens_BxT, segments_BxT, train=train)
     if self.head == 'none':
       return h_BxTxD
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+    # Heads compute in float32 (they are small) and return float32 logits.
+    h_BxTxD = h_BxTxD.astype(jnp.float32)
     dense = lambda width, name: nn.Dense(width, kernel_init=_INIT, name=name)
     if self.head == 'token':
       return dense(self.num_outputs, 'classifier')(dropout(h_BxTxD))
@@ -133,11 +143,13 @@ class BERT(nn.Module):
       return dense(self.num_outputs, 'classifier')(dropout(pooled_BxD))
     if mlm_positions_BxP is not None:
       h_BxTxD = jnp.take_along_axis(h_BxTxD, mlm_positions_BxP[..., None], axis=1)
-    x_BxTxD = nn.LayerNorm(self.norm_epsilon, name='mlm_norm')(
+    x_BxTxD = scale.layer_norm(self.norm_epsilon, jnp.float32, name='mlm_norm')(
         nn.gelu(dense(self.model_dim, 'mlm_transform')(h_BxTxD), approximate=False))
-    mlm_bias_V = self.param('mlm_bias', nn.initializers.zeros, (self.vocab_size,))
-    # T is P when the positions are given.
-    mlm_logits_BxTxV = encoder.token_embed.attend(x_BxTxD) + mlm_bias_V[None, None]
+    mlm_bias_V = self.param('mlm_bias', scale.named(nn.initializers.zeros, 'vocab'),
+                            (self.vocab_size,))
+    # T is P when the positions are given; the tied layer computes in the model's dtype.
+    mlm_logits_BxTxV = (encoder.token_embed.attend(x_BxTxD).astype(jnp.float32)
+                        + mlm_bias_V[None, None])
     return mlm_logits_BxTxV, dense(2, 'pair')(pooled_BxD)
 
 

@@ -6,17 +6,18 @@
 
 The blocks are nets.transformer's decoder blocks without cross-attention; `decode=True`
 runs one position at a time from the key-value cache (the 'cache' collection), which is
-what generation uses.
+what generation uses. `dtype`, `remat` and `scan_layers` are nets/scale.py's.
 """
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from nets import attention, transformer
+from nets import attention, scale, transformer
 
 
 class GPT(nn.Module):
-  """Token ids [B, T] -> next-token logits [B, T, vocab_size]."""
+  """Token ids [B, T] -> next-token logits [B, T, vocab_size] (float32)."""
   vocab_size: int
   num_layers: int = 4
   num_heads: int = 4
@@ -27,18 +28,23 @@ class GPT(nn.Module):
   positional: str = 'learned'
   mlp_activation: str = 'gelu'
   norm_epsilon: float = 1e-6  # GPT-2 checkpoints use 1e-5
+  dtype: str = 'float32'
+  remat: str = 'none'
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, tokens_BxT, *, train: bool = False, decode: bool = False) -> jax.Array:
-    embed = nn.Embed(self.vocab_size, self.model_dim,
-                     embedding_init=nn.initializers.normal(stddev=0.02), name='embed')
+    embed = scale.embed(self.vocab_size, self.model_dim, nn.initializers.normal(stddev=0.02),
+                        self.dtype, name='embed')
     h_BxTxD = attention.AddPositionalEncoding(self.positional, self.max_len)(
         embed(tokens_BxT), decode=decode)
     h_BxTxD = nn.Dropout(self.dropout_rate, deterministic=not train)(h_BxTxD)
-    for layer in range(self.num_layers):
-      h_BxTxD = transformer.DecoderBlock(
-          self.num_heads, self.mlp_dim or 4 * self.model_dim, self.dropout_rate, norm='pre',
-          mlp_activation=self.mlp_activation, rotary=self.positional == 'rotary',
-          norm_epsilon=self.norm_epsilon, name=f'block_{layer}')(
-              h_BxTxD, decode=decode, train=train)
-    return embed.attend(nn.LayerNorm(self.norm_epsilon, name='final_norm')(h_BxTxD))
+    blocks = scale.BlockStack(
+        lambda name: transformer.DecoderBlock(
+            self.num_heads, self.mlp_dim or 4 * self.model_dim, self.dropout_rate, norm='pre',
+            mlp_activation=self.mlp_activation, rotary=self.positional == 'rotary',
+            norm_epsilon=self.norm_epsilon, dtype=self.dtype, name=name),
+        self.num_layers, scan=self.scan_layers, remat=self.remat)
+    h_BxTxD = blocks(h_BxTxD, None, None, None, decode, train)
+    h_BxTxD = scale.layer_norm(self.norm_epsilon, self.dtype, name='final_norm')(h_BxTxD)
+    return embed.attend(h_BxTxD).astype(jnp.float32)

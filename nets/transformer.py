@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from nets import attention
+from nets import attention, scale
 from nets.mlp import ACTIVATIONS, ModelConfigError, check_choice
 
 # 'gelu' is the tanh approximation (GPT-2's); 'gelu_exact' is x Phi(x) (BERT's).
@@ -56,12 +56,17 @@ class FeedForward(nn.Module):
   """W_2 f(W_1 x + b_1) + b_2, position-wise; kernels ('embed', 'mlp') and ('mlp', 'embed')."""
   mlp_dim: int
   activation: str = 'relu'
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD):
     check_choice('mlp_activation', self.activation, MLP_ACTIVATIONS)
-    h_BxTxF = MLP_ACTIVATIONS[self.activation](nn.Dense(self.mlp_dim, name='wi')(x_BxTxD))
-    return nn.Dense(x_BxTxD.shape[-1], name='wo')(h_BxTxF)
+    dense = lambda features, axes, name: nn.Dense(
+        features, dtype=self.dtype, name=name,
+        kernel_init=scale.named(nn.initializers.lecun_normal(), *axes),
+        bias_init=scale.named(nn.initializers.zeros, axes[1]))
+    h_BxTxF = MLP_ACTIVATIONS[self.activation](dense(self.mlp_dim, ('embed', 'mlp'), 'wi')(x_BxTxD))
+    return dense(x_BxTxD.shape[-1], ('mlp', 'embed'), 'wo')(h_BxTxF)
 
 
 class Residual(nn.Module):
@@ -69,12 +74,13 @@ class Residual(nn.Module):
   norm: str = 'post'
   dropout_rate: float = 0.0
   norm_epsilon: float = 1e-6  # LN's eps in x / sqrt(var + eps); BERT 1e-12, GPT-2 1e-5
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD, sublayer, *, train: bool):
     check_choice('norm', self.norm, dict.fromkeys(NORMS))
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
-    layer_norm = nn.LayerNorm(epsilon=self.norm_epsilon, name='norm')
+    layer_norm = scale.layer_norm(self.norm_epsilon, self.dtype, name='norm')
     if self.norm == 'pre':
       return x_BxTxD + dropout(sublayer(layer_norm(x_BxTxD)))
     return layer_norm(x_BxTxD + dropout(sublayer(x_BxTxD)))
@@ -92,24 +98,30 @@ class _Block(nn.Module):
   fused_qkv: bool = False
   window: int | None = None
   norm_epsilon: float = 1e-6
+  dtype: jnp.dtype = jnp.float32
 
   def residual(self, name: str) -> Residual:
-    return Residual(self.norm, self.dropout_rate, self.norm_epsilon, name=name)
+    return Residual(self.norm, self.dropout_rate, self.norm_epsilon, self.dtype, name=name)
+
+  def attention(self, name: str, **kwargs) -> attention.MultiHeadAttention:
+    return attention.MultiHeadAttention(
+        self.num_heads, fused_qkv=self.fused_qkv, activation=self.attention_activation,
+        dtype=self.dtype, name=name, **kwargs)
+
+  def mlp(self) -> FeedForward:
+    return FeedForward(self.mlp_dim, self.mlp_activation, self.dtype, name='mlp')
 
 
 class EncoderBlock(_Block):
   """Self-attention and feed-forward, each a residual sub-layer."""
 
   @nn.compact
-  def __call__(self, x_BxTxD, mask_BxT=None, *, train: bool = False):
+  def __call__(self, x_BxTxD, mask_BxT=None, train: bool = False):
     """mask_BxT: True on real tokens (the keys that may be attended to)."""
-    attend = attention.MultiHeadAttention(
-        self.num_heads, fused_qkv=self.fused_qkv, window=self.window,
-        activation=self.attention_activation, rotary=self.rotary, name='self_attention')
+    attend = self.attention('self_attention', window=self.window, rotary=self.rotary)
     x_BxTxD = self.residual('attention_residual')(
         x_BxTxD, lambda y: attend(y, key_mask_BxS=mask_BxT), train=train)
-    mlp = FeedForward(self.mlp_dim, self.mlp_activation, name='mlp')
-    return self.residual('mlp_residual')(x_BxTxD, mlp, train=train)
+    return self.residual('mlp_residual')(x_BxTxD, self.mlp(), train=train)
 
 
 class DecoderBlock(_Block):
@@ -121,24 +133,19 @@ class DecoderBlock(_Block):
   causal: bool = True
 
   @nn.compact
-  def __call__(self, y_BxTxD, encoded_BxSxD=None, encoded_mask_BxS=None, *,
+  def __call__(self, y_BxTxD, encoded_BxSxD=None, encoded_mask_BxS=None,
                self_mask_BxT=None, decode: bool = False, train: bool = False):
-    mha = lambda name, **kw: attention.MultiHeadAttention(
-        self.num_heads, fused_qkv=self.fused_qkv, activation=self.attention_activation,
-        name=name, **kw)
-    attend_self = mha('self_attention', causal=self.causal, window=self.window,
-                      rotary=self.rotary)
+    attend_self = self.attention('self_attention', causal=self.causal, window=self.window,
+                                 rotary=self.rotary)
     y_BxTxD = self.residual('self_attention_residual')(
         y_BxTxD, lambda z: attend_self(z, key_mask_BxS=self_mask_BxT, decode=decode),
         train=train)
     if encoded_BxSxD is not None:
-      attend_encoder = mha('cross_attention')
+      attend_encoder = self.attention('cross_attention')
       y_BxTxD = self.residual('cross_attention_residual')(
           y_BxTxD, lambda z: self.cross_attend(attend_encoder, z, encoded_BxSxD,
                                                encoded_mask_BxS), train=train)
-    mlp = FeedForward(self.mlp_dim, self.mlp_activation, name='mlp')
-    return self.residual('mlp_residual')(y_BxTxD, mlp, train=train)
-
+    return self.residual('mlp_residual')(y_BxTxD, self.mlp(), train=train)
 
   def cross_attend(self, attend, z_BxTxD, encoded_BxSxD, encoded_mask_BxS):
     """Cross-attention; its weights_BxNxTxS are sown as 'intermediates' when that
@@ -158,20 +165,22 @@ def block_fields(model: nn.Module) -> dict:
               mlp_activation=model.mlp_activation,
               attention_activation=model.attention_activation,
               rotary=model.positional == 'rotary', fused_qkv=model.fused_qkv,
-              window=model.attention_window)
+              window=model.attention_window, dtype=model.dtype)
 
 
 class Encoder(nn.Module):
   """A stack of encoder blocks (and the final layer norm of a pre-norm stack)."""
   num_layers: int
   block: dict  # EncoderBlock's fields
+  remat: str = 'none'  # nets/scale.py
 
   @nn.compact
   def __call__(self, x_BxSxD, mask_BxS, *, train: bool = False):
-    for i in range(self.num_layers):
-      x_BxSxD = EncoderBlock(**self.block, name=f'block_{i}')(x_BxSxD, mask_BxS, train=train)
+    blocks = scale.BlockStack(lambda name: EncoderBlock(**self.block, name=name),
+                              self.num_layers, remat=self.remat)
+    x_BxSxD = blocks(x_BxSxD, mask_BxS, train)
     if self.block['norm'] == 'pre':
-      x_BxSxD = nn.LayerNorm(name='final_norm')(x_BxSxD)
+      x_BxSxD = scale.layer_norm(1e-6, self.block['dtype'], name='final_norm')(x_BxSxD)
     return x_BxSxD
 
 
@@ -179,16 +188,16 @@ class Decoder(nn.Module):
   """A stack of decoder blocks (and the final layer norm of a pre-norm stack)."""
   num_layers: int
   block: dict  # DecoderBlock's fields
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, y_BxTxD, encoded_BxSxD, encoded_mask_BxS, *, self_mask_BxT=None,
                decode: bool = False, train: bool = False):
-    for i in range(self.num_layers):
-      y_BxTxD = DecoderBlock(**self.block, name=f'block_{i}')(
-          y_BxTxD, encoded_BxSxD, encoded_mask_BxS, self_mask_BxT=self_mask_BxT,
-          decode=decode, train=train)
+    blocks = scale.BlockStack(lambda name: DecoderBlock(**self.block, name=name),
+                              self.num_layers, remat=self.remat)
+    y_BxTxD = blocks(y_BxTxD, encoded_BxSxD, encoded_mask_BxS, self_mask_BxT, decode, train)
     if self.block['norm'] == 'pre':
-      y_BxTxD = nn.LayerNorm(name='final_norm')(y_BxTxD)
+      y_BxTxD = scale.layer_norm(1e-6, self.block['dtype'], name='final_norm')(y_BxTxD)
     return y_BxTxD
 
 
@@ -210,6 +219,7 @@ class Transformer(nn.Module):
     max_len: the longest sequence (the learned position tables' size; length classes of
       the non-autoregressive variant).
     mlp_activation, attention_activation, fused_qkv, attention_window: passed to the blocks.
+    dtype, remat: the computation's dtype and the blocks' rematerialisation (nets/scale.py).
   """
   vocab_size: int
   target_vocab_size: int | None = None
@@ -226,6 +236,8 @@ class Transformer(nn.Module):
   attention_activation: str = 'softmax'
   fused_qkv: bool = False
   attention_window: int | None = None
+  dtype: str = 'float32'
+  remat: str = 'none'
 
   causal_decoder = True  # a class constant: False in the non-autoregressive variant
 
@@ -236,25 +248,28 @@ class Transformer(nn.Module):
     if self.model_dim % self.num_heads:
       raise ModelConfigError(f'config.model.num_heads={self.num_heads} does not divide '
                              f'config.model.model_dim={self.model_dim}.')
-    embed = lambda vocab, name: nn.Embed(
-        vocab, self.model_dim, name=name,
-        embedding_init=nn.initializers.normal(stddev=self.model_dim ** -0.5))
+    embed = lambda vocab, name: scale.embed(
+        vocab, self.model_dim, nn.initializers.normal(stddev=self.model_dim ** -0.5),
+        self.dtype, name=name)
     if self.share_embeddings and self.target_vocab_size is None:
       self.source_embed = self.target_embed = embed(self.vocab_size, 'embed')
     else:
       self.source_embed = embed(self.vocab_size, 'source_embed')
       self.target_embed = embed(self.target_vocab_size or self.vocab_size, 'target_embed')
     if not self.share_embeddings:
-      self.output = nn.Dense(self.target_vocab_size or self.vocab_size, name='output')
+      self.output = nn.Dense(
+          self.target_vocab_size or self.vocab_size, dtype=self.dtype, name='output',
+          kernel_init=scale.named(nn.initializers.lecun_normal(), 'embed', 'vocab'),
+          bias_init=scale.named(nn.initializers.zeros, 'vocab'))
     positions = lambda name: attention.AddPositionalEncoding(self.positional, self.max_len,
                                                              name=name)
     self.source_positions = positions('source_positions')
     self.target_positions = positions('target_positions')
     self.dropout = nn.Dropout(self.dropout_rate)
     fields = block_fields(self)
-    self.encoder = Encoder(self.num_layers, fields, name='encoder')
+    self.encoder = Encoder(self.num_layers, fields, self.remat, name='encoder')
     self.decoder = Decoder(self.num_layers, {**fields, 'causal': self.causal_decoder},
-                           name='decoder')
+                           self.remat, name='decoder')
 
   def embed_tokens(self, embed: nn.Embed, tokens_BxT) -> jax.Array:
     return embed(tokens_BxT) * self.model_dim ** 0.5
@@ -266,10 +281,10 @@ class Transformer(nn.Module):
     return self.encoder(x_BxSxD, inputs_mask_BxS, train=train)
 
   def logits(self, h_BxTxD) -> jax.Array:
-    """logits_BxTxV = h W_out (W_out = E^T when the embeddings are shared)."""
+    """logits_BxTxV = h W_out (W_out = E^T when the embeddings are shared), float32."""
     if self.share_embeddings:
-      return self.target_embed.attend(h_BxTxD)
-    return self.output(h_BxTxD)
+      return self.target_embed.attend(h_BxTxD).astype(jnp.float32)
+    return self.output(h_BxTxD).astype(jnp.float32)
 
   def decode(self, encoded_BxSxD, inputs_mask_BxS, targets_in_BxT, decode: bool = False, *,
              train: bool = False) -> jax.Array:
@@ -326,8 +341,9 @@ class NonAutoregressiveTransformer(Transformer):
   def setup(self):
     super().setup()
     self.length_head = nn.Dense(self.max_len, name='length_head')
-    self.position_queries = nn.Embed(self.max_len, self.model_dim, name='position_queries',
-                                     embedding_init=nn.initializers.normal(stddev=1.0))
+    self.position_queries = scale.embed(self.max_len, self.model_dim,
+                                        nn.initializers.normal(stddev=1.0), self.dtype,
+                                        row_axis=None, name='position_queries')
 
   def predict_length(self, encoded_BxSxD, inputs_mask_BxS) -> jax.Array:
     """length_logits_BxL from the mean of the encoder outputs over the real positions."""

@@ -1,5 +1,6 @@
 """Attention against NumPy references: masks, activations, weights, heads, cache, positions."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,7 +128,7 @@ def test_weights_sum_to_one_and_vanish_on_masked_keys():
 def random_variables(module, *args, seed=7, **kwargs):
   """The module's variables with random params (biases too, so each one matters) and zero
   caches, from shapes alone: tracing `init` is cheaper than compiling it."""
-  shapes = jax.eval_shape(lambda: module.init(KEY, *args, **kwargs))
+  shapes = nn.meta.unbox(jax.eval_shape(lambda: module.init(KEY, *args, **kwargs)))
   rng = np.random.default_rng(seed)
   params = jax.tree.map(lambda a: 0.5 * rng.normal(size=a.shape).astype(a.dtype),
                         shapes.pop('params', {}))

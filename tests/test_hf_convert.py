@@ -12,6 +12,7 @@ import json
 import re
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,7 +165,8 @@ def _init_shapes(model, *inputs):
 
 
 def _init(model, *inputs):
-  return model.init(jax.random.key(0), *(jnp.asarray(x, jnp.int32) for x in inputs))['params']
+  variables = model.init(jax.random.key(0), *(jnp.asarray(x, jnp.int32) for x in inputs))
+  return nn.meta.unbox(variables)['params']
 
 
 def _apply(model, params, *inputs):

@@ -68,6 +68,7 @@ def test_carried_state_equals_the_concatenated_window():
 def _config():
   return ConfigDict({'task': 'language_model', 'batch_size': B, 'parallel_mode': 'mesh',
                   'mesh_shape': (-1,), 'mesh_axes': ('data',), 'param_sharding': (('.*', ()),),
+                  'sharding': 'data', 'logical_axis_rules': (),
                   'seed': 0, 'l2': 0.0, 'data': {'carry_state': True},
                   'model': {'name': 'rnn_lm', 'embed_dim': 6, 'hidden_size': 7}})
 

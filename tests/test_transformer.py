@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +19,7 @@ SMALL = dict(vocab_size=13, num_layers=2, num_heads=2, model_dim=16, mlp_dim=32,
 def random_variables(module, *args, seed=0, scale=0.3, **kwargs):
   """Random params (biases and norms too, so each one matters), from shapes alone:
   tracing `init` is much cheaper than compiling it."""
-  shapes = jax.eval_shape(lambda: module.init(KEY, *args, **kwargs))
+  shapes = nn.meta.unbox(jax.eval_shape(lambda: module.init(KEY, *args, **kwargs)))
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda a: scale * rng.normal(size=a.shape).astype(a.dtype), shapes)
 

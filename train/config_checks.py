@@ -11,6 +11,7 @@ import re
 from ml_collections import ConfigDict
 
 from train import optimizers
+from train.parallel import BATCH_AXES, SHARDING_RULES, mesh_axes_of
 from train.errors import UserError
 
 
@@ -36,8 +37,9 @@ _TYPES = {
                  'optimizer.decay_factor', 'optimizer.end_factor',
                  'optimizer.clip_global_norm', 'optimizer.clip_value'),
     'a string': ('dataset', 'task', 'loss', 'parallel_mode', 'on_nonfinite', 'select_best',
-                 'model.name', 'optimizer.name', 'optimizer.schedule'),
-    'a tuple': ('mesh_shape', 'mesh_axes', 'param_sharding', 'optimizer.boundaries'),
+                 'sharding', 'model.name', 'optimizer.name', 'optimizer.schedule'),
+    'a tuple': ('mesh_shape', 'mesh_axes', 'param_sharding', 'logical_axis_rules',
+                'optimizer.boundaries'),
 }
 _CLASSES = {'an integer': int, 'a number': (int, float), 'a string': str, 'a tuple': tuple}
 _ABSENT = object()
@@ -155,3 +157,25 @@ def _check_parallelism(config: ConfigDict) -> None:
     named = [a for entry in spec for a in (entry if isinstance(entry, tuple) else (entry,))]
     _require(all(a is None or a in axes for a in named), f'config.param_sharding rule '
              f'{rule!r} names axes outside config.mesh_axes={axes}; use those names or None.')
+  _check_logical_sharding(config, axes)
+
+
+def _check_logical_sharding(config: ConfigDict, axes) -> None:
+  """config.sharding names a preset whose mesh axes exist; overrides are well formed."""
+  _require(config.sharding in SHARDING_RULES, f'config.sharding={config.sharding!r} must be '
+           f'one of {sorted(SHARDING_RULES)}.')
+  if 'tensor' in config.sharding:
+    _require('model' in axes, f'config.sharding={config.sharding!r} splits over a \'model\' '
+             f'mesh axis, which config.mesh_axes={axes} lacks; e.g. --config.mesh_axes='
+             "\"('data','model')\" --config.mesh_shape='(-1,2)'.")
+  if 'fsdp' in config.sharding:
+    _require(any(a in BATCH_AXES for a in axes), f'config.sharding={config.sharding!r} splits '
+             f'over the batch axes {BATCH_AXES}, and config.mesh_axes={axes} has none.')
+  for rule in config.logical_axis_rules:
+    _require(isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str)
+             and isinstance(rule[1], (str, tuple, type(None)))
+             and all(a in axes for a in mesh_axes_of(rule[1])),
+             f'config.logical_axis_rules entry {rule!r} must be (logical name, mesh axis or '
+             f'tuple of mesh axes), the mesh axes from config.mesh_axes={axes}, e.g. '
+             "('embed', 'data').")
+

@@ -33,6 +33,7 @@ import pickle
 import re
 from typing import Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -301,7 +302,8 @@ def _expected_shapes(model_name: str, kwargs: dict, groups: set[str]) -> dict:
     heads += [BERT(**kwargs, head='sequence')] if 'classifier' in groups else []
   shapes = {}
   for model in heads:
-    shapes.update(jax.eval_shape(model.init, jax.random.key(0), tokens)['params'])
+    boxed = jax.eval_shape(model.init, jax.random.key(0), tokens)
+    shapes.update(nn.meta.unbox(boxed)['params'])
   return shapes
 
 

@@ -118,7 +118,7 @@ def build(config: ConfigDict, devices=None) -> Experiment:
                                transfer.initializer(config, task.init_params))
   inputs = parallel.shape_structs(task.model_inputs(example))
   try:
-    state = par.init_state(init, inputs)
+    state = par.init_state(init, inputs, state_lib.param_axes(model, *inputs))
   except (TypeError, ValueError, IndexError) as error:
     if isinstance(error, (UserError, nets.ModelConfigError)):
       raise

@@ -2,10 +2,27 @@
 
 mesh mode (default): `jax.make_mesh`-style mesh of `config.mesh_shape` over
 `config.mesh_axes` and every device of every process (-1 in `mesh_shape` means "the
-rest"). The batch is split along its first axis over the `data` and `fsdp` axes; every
-leaf of the train state gets the PartitionSpec of the first rule in
-`config.param_sharding` whose regex is found in its path, e.g.
-`(('kernel', (None, 'model')), ('.*', ()))`. The state is created by a jitted `init`
+rest"). The batch is split along its first axis over the `data` and `fsdp` axes. Every
+leaf of the train state (parameters, and the optimizer state that mirrors them) is placed
+by the first of:
+
+  1. `config.param_sharding`: the PartitionSpec of the first rule whose regex is found in
+     the leaf's path, e.g. `(('kernel', (None, 'model')),)`; any model.
+  2. `config.sharding`: the parameter's logical axis names (nets/scale.py: the Transformer,
+     BERT and GPT name theirs) mapped to mesh axes by a preset of SHARDING_RULES,
+       'data'         nothing split: pure data parallelism;
+       'fsdp'         'embed' split over the batch axes: every parameter and its optimizer
+                      state is split over the data-parallel devices (FSDP / ZeRO-3); XLA
+                      gathers each layer's weights when it needs them;
+       'tensor'       'heads', 'mlp' and 'vocab' split over a 'model' axis (Megatron's
+                      tensor parallelism: attention heads and FFN columns per device);
+       'fsdp_tensor'  both;
+     with `config.logical_axis_rules` (logical name, mesh axes) pairs overriding the
+     preset's. A dimension that the mesh axes do not divide stays whole (a 65-character
+     vocabulary on 2 devices), and each such case is printed once.
+  3. replicated.
+
+The state is created by a jitted `init`
 whose outputs carry those shardings, so no device ever holds more than its shard. The
 step is one `jax.jit`; XLA inserts the collectives, so the code is identical on 1 CPU, 8
 simulated devices or a pod slice. Each process loads exactly the batch rows its own
@@ -30,11 +47,23 @@ from train.errors import UserError
 
 PMAP_AXIS = 'data'
 BATCH_AXES = ('data', 'fsdp')
+_TENSOR = (('heads', ('model',)), ('mlp', ('model',)), ('vocab', ('model',)))
+SHARDING_RULES = {  # logical axis -> mesh axes (those absent from the mesh are dropped)
+    'data': (),
+    'fsdp': (('embed', BATCH_AXES),),
+    'tensor': _TENSOR,
+    'fsdp_tensor': (('embed', BATCH_AXES),) + _TENSOR,
+}
 
 
 def path_name(path) -> str:
   return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
                   for k in path)
+
+
+def mesh_axes_of(entry) -> tuple:
+  """A rule's mesh axes as a tuple: None -> (), 'data' -> ('data',), a tuple as it is."""
+  return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
 
 
 def resolve_mesh_shape(shape, num_devices: int) -> tuple[int, ...]:
@@ -69,6 +98,11 @@ class MeshParallel:
     self.mesh = Mesh(np.asarray(devices).reshape(shape), tuple(config.mesh_axes),
                      axis_types=(AxisType.Auto,) * len(shape))
     self.rules = [(re.compile(pattern), P(*spec)) for pattern, spec in config.param_sharding]
+    self.logical_rules = {**dict(SHARDING_RULES[config.sharding]),
+                          **{name: mesh_axes_of(mesh_axes)
+                             for name, mesh_axes in config.logical_axis_rules}}
+    self.param_axes = {}  # {parameter path: logical axis names}, given to init_state
+    self._kept_whole = set()
     batch_axes = tuple(a for a in config.mesh_axes if a in BATCH_AXES)
     self.batch_sharding = NamedSharding(self.mesh, P(batch_axes))
     self.replicated = NamedSharding(self.mesh, P())
@@ -90,13 +124,42 @@ class MeshParallel:
 
   def state_shardings(self, state):
     def spec_for(path, leaf):
-      name = path_name(path)
+      name, shape = path_name(path), np.shape(leaf)
       for pattern, spec in self.rules:
-        if pattern.search(name) and len(spec) <= len(np.shape(leaf)):
-          self._check_divisible(name, np.shape(leaf), pattern.pattern, spec)
+        if pattern.search(name) and len(spec) <= len(shape):
+          self._check_divisible(name, shape, pattern.pattern, spec)
           return NamedSharding(self.mesh, spec)
-      return self.replicated
+      axes = self.logical_axes(name, shape)
+      return self.replicated if axes is None else NamedSharding(
+          self.mesh, self.logical_spec(name, shape, axes))
     return jax.tree_util.tree_map_with_path(spec_for, state)
+
+  def logical_axes(self, name: str, shape) -> tuple | None:
+    """The logical axes of the parameter whose path ends `name` (params/x/kernel, or the
+    optimizer state's opt_state/0/mu/x/kernel), if the model named them."""
+    parts = name.split('/')
+    for start in range(len(parts)):
+      axes = self.param_axes.get('/'.join(parts[start:]))
+      if axes is not None and len(axes) == len(shape):
+        return axes
+    return None
+
+  def logical_spec(self, name: str, shape, axes) -> P:
+    """The PartitionSpec of logical `axes` under the rules; a mesh axis is used once."""
+    used, spec = set(), []
+    for size, logical in zip(shape, axes):
+      mesh_axes = tuple(a for a in self.logical_rules.get(logical, ())
+                        if a in self.mesh.shape and a not in used)
+      ways = int(np.prod([self.mesh.shape[a] for a in mesh_axes]))
+      if size % ways:
+        if (name, logical) not in self._kept_whole and jax.process_index() == 0:
+          print(f'Sharding: {name} keeps its {logical!r} axis of {size} whole; '
+                f'{mesh_axes} ({ways} ways) do not divide it.', flush=True)
+        self._kept_whole.add((name, logical))
+        mesh_axes = ()
+      used.update(mesh_axes)
+      spec.append(mesh_axes[0] if len(mesh_axes) == 1 else (mesh_axes or None))
+    return P(*spec)
 
   def _check_divisible(self, name, shape, pattern, spec):
     for size, axes in zip(shape, spec):
@@ -106,8 +169,9 @@ class MeshParallel:
                         f'{name} of shape {shape} {ways} ways, which does not divide it; '
                         'make the regex more specific or change config.mesh_shape.')
 
-  def init_state(self, init_fn, input_structs):
+  def init_state(self, init_fn, input_structs, param_axes: dict):
     """Runs `init_fn` under jit so each leaf is created directly in its shards."""
+    self.param_axes = param_axes
     make = lambda: init_fn(*zeros_like_structs(input_structs))
     shardings = self.state_shardings(jax.eval_shape(make))
     return jax.jit(make, out_shardings=shardings)()
@@ -172,7 +236,8 @@ class PmapParallel:
     return jax.make_array_from_single_device_arrays((len(copies),) + shape, self.per_device,
                                                     [c[None] for c in copies])
 
-  def init_state(self, init_fn, input_structs):
+  def init_state(self, init_fn, input_structs, param_axes: dict):
+    del param_axes  # every device holds the whole state
     make = lambda: init_fn(*zeros_like_structs(input_structs))
     single = jax.sharding.SingleDeviceSharding(self.devices[0])
     state = jax.jit(make, out_shardings=single)()

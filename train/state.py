@@ -2,6 +2,7 @@
 
 from typing import Any, Callable, Sequence
 
+import flax.linen as nn
 import jax
 import optax
 from flax import struct
@@ -42,14 +43,24 @@ def initializer(model, tx: optax.GradientTransformation, seed: int,
   """
   def init(*model_inputs) -> TrainState:
     init_rng, dropout_rng, train_rng = jax.random.split(jax.random.key(seed), 3)
-    variables = model.init({'params': init_rng, 'dropout': dropout_rng}, *model_inputs,
-                           train=False)
+    variables = nn.meta.unbox(model.init({'params': init_rng, 'dropout': dropout_rng},
+                                         *model_inputs, train=False))
     params = init_params(variables['params'])
     model_state = {k: v for k, v in variables.items() if k in state_collections}
     return TrainState(step=jax.numpy.zeros([], jax.numpy.int32), params=params,
                       opt_state=tx.init(params), model_state=model_state, rng=train_rng,
                       apply_fn=model.apply, tx=tx)
   return init
+
+
+def param_axes(model, *input_structs) -> dict[str, tuple[str | None, ...]]:
+  """{parameter path: logical axis names} of the parameters the model names (those it
+  creates in `nn.LogicallyPartitioned` boxes, nets/scale.py), from shapes alone."""
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(0)}
+  boxed = jax.eval_shape(lambda *xs: model.init(rngs, *xs, train=False), *input_structs)
+  is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
+  leaves = jax.tree_util.tree_leaves_with_path(boxed['params'], is_leaf=is_box)
+  return {'/'.join(str(k.key) for k in path): box.names for path, box in leaves if is_box(box)}
 
 
 def parameter_count(params) -> int:

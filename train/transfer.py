@@ -11,7 +11,8 @@
 
 The seeds' two modes of transfer are then one flag apart: fine-tuning (init_from only) and
 feature extraction (init_from and freeze=('encoder', 'pooler'): only the head trains).
-A resumed run restores its own checkpoint over what init_from gave.
+A resumed run restores its own checkpoint over what init_from gave. A model with
+scan_layers (nets/scale.py) loads a loop-of-blocks checkpoint, and the other way round.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shutil
 import jax
 import numpy as np
 
+from nets import scale
 from train.errors import UserError
 from train.optimizers import path_name
 
@@ -67,6 +69,9 @@ def _check_architecture(config, name: str, kwargs: dict) -> None:
 def merge(params, saved) -> tuple[dict, list[str]]:
   """`params` with every leaf that `saved` also has replaced by the saved value; and the
   paths that were replaced."""
+  scanned = any('/blocks/' in f'/{path_name(p)}/'
+                for p, _ in jax.tree_util.tree_leaves_with_path(params))
+  saved = scale.relayout_blocks(saved, scanned)  # a loop of blocks <-> a scanned stack
   saved_leaves = {path_name(p): v for p, v in jax.tree_util.tree_leaves_with_path(saved)}
   loaded = []
 

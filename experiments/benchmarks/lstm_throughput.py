@@ -17,13 +17,12 @@ libraries of several GB). Ends with one JSON line of the figures.
 import json
 import os
 import pathlib
-import statistics
-import time
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 
+from experiments.benchmarks import timing
 from experiments.configs import shakespeare_lstm
 from train import loop
 
@@ -117,18 +116,10 @@ def main(argv):
   runners = {'jax': jax_runner(exp, batches),
              'torch': torch_runner(config, batches, exp.splits.info['vocab_size'])}
   runners = {k: v for k, v in runners.items() if v is not None}
-  times = {k: [] for k in runners}
-  for run in runners.values():
-    run()  # compile, warm up
-  for _ in range(FLAGS.repeats):
-    for name, run in runners.items():
-      start = time.perf_counter()
-      run()
-      times[name].append((time.perf_counter() - start) / FLAGS.steps)
   tokens = config.batch_size * config.data.seq_len
-  figures = {name: {'step_ms': 1e3 * statistics.median(t),
-                    'tokens_per_sec': tokens / statistics.median(t)}
-             for name, t in times.items()}
+  figures = {name: {'step_ms': 1e3 * seconds / FLAGS.steps,
+                    'tokens_per_sec': tokens * FLAGS.steps / seconds}
+             for name, seconds in timing.alternate(runners, FLAGS.repeats).items()}
   m = config.model
   device = jax.devices()[0]
   print(f'\nCharacter LSTM training throughput: {m.num_layers} x {m.cell} {m.hidden_size}, '

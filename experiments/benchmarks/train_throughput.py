@@ -14,13 +14,12 @@ with one JSON line of the figures.
 
 import json
 import pathlib
-import statistics
-import time
 
 import jax
 import numpy as np
 from absl import app, flags
 
+from experiments.benchmarks import timing
 from experiments.configs import mnist_cnn, mnist_mlp
 from train import loop, steps
 
@@ -30,16 +29,6 @@ flags.DEFINE_integer('repeats', 3, 'Repetitions; the median is reported.')
 FLAGS = flags.FLAGS
 
 CONFIGS = {'mnist_mlp': mnist_mlp, 'mnist_cnn': mnist_cnn}
-
-
-def timed(fn, repeats: int) -> float:
-  """Median seconds of fn() over `repeats` runs."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def measure(name: str, module) -> dict:
@@ -66,19 +55,15 @@ def measure(name: str, module) -> dict:
 
   results = {}
   for kind, fn in (('step', device_only), ('loop', full_loop)):
-    seconds = timed(fn, FLAGS.repeats) / FLAGS.steps
+    seconds = timing.median_seconds(fn, FLAGS.repeats) / FLAGS.steps
     results[f'{kind}_ms'] = 1e3 * seconds
     results[f'{kind}_examples_per_sec'] = config.batch_size / seconds
   results['batch_size'] = config.batch_size
   torch_step = torch_cnn_runner(config, batches) if name == 'mnist_cnn' else None
   if torch_step is not None:
-    torch_step()  # warm up
-    ours, theirs = [], []
-    for _ in range(FLAGS.repeats):  # alternate, so a change of load slows both alike
-      ours.append(timed(device_only, 1))
-      theirs.append(timed(torch_step, 1))
-    results['torch_step_ms'] = 1e3 * statistics.median(theirs) / FLAGS.steps
-    results['ratio_to_torch'] = statistics.median(theirs) / statistics.median(ours)
+    seconds = timing.alternate({'ours': device_only, 'torch': torch_step}, FLAGS.repeats)
+    results['torch_step_ms'] = 1e3 * seconds['torch'] / FLAGS.steps
+    results['ratio_to_torch'] = seconds['torch'] / seconds['ours']
   return results
 
 

@@ -34,7 +34,8 @@ def get_config():
   c.task = 'bert_pretraining'
   c.model = ConfigDict({'name': 'bert', 'head': 'pretraining', 'num_layers': 4,
                         'num_heads': 4, 'model_dim': 128, 'max_len': 128,
-                        'dropout_rate': 0.1, 'norm': 'post'})
+                        'dropout_rate': 0.1, 'norm': 'post',
+                        'dtype': 'float32', 'remat': 'none', 'scan_layers': False})
   c.optimizer.update(name='adamw', learning_rate=5e-4, b2=0.98, weight_decay=0.01,
                      schedule='linear', warmup_steps=300, end_factor=0.0,
                      clip_global_norm=1.0)

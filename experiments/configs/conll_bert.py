@@ -32,7 +32,8 @@ def get_config():
                        'max_len': 192, 'tokenizer_dir': config_dict.placeholder(str)})
   c.task = 'sequence_tagging'
   c.model = ConfigDict({'name': 'bert', 'head': 'token', 'num_layers': 4, 'num_heads': 4,
-                        'model_dim': 128, 'mlp_dim': 512, 'dropout_rate': 0.1})
+                        'model_dim': 128, 'mlp_dim': 512, 'dropout_rate': 0.1,
+                        'dtype': 'float32', 'remat': 'none', 'scan_layers': False})
   c.optimizer.update(name='adamw', learning_rate=1e-3, weight_decay=0.01,
                      schedule='cosine', warmup_steps=100, clip_global_norm=1.0)
   c.batch_size = 32

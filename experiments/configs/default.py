@@ -73,5 +73,10 @@ def get_config() -> ConfigDict:
   c.parallel_mode = 'mesh'  # or 'pmap'
   c.mesh_shape = (-1,)
   c.mesh_axes = ('data',)
-  c.param_sharding = (('.*', ()),)  # (regex on the parameter path, PartitionSpec)
+  # Where the state's leaves live (train/parallel.py): regex rules first, then the logical
+  # axes of the Transformer family under a preset ('data', 'fsdp', 'tensor', 'fsdp_tensor')
+  # with (logical name, mesh axes) overrides; everything else is replicated.
+  c.param_sharding = ()  # (regex on the parameter path, PartitionSpec) pairs
+  c.sharding = 'data'
+  c.logical_axis_rules = ()  # e.g. (('embed', 'fsdp'),)
   return c

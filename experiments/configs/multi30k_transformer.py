@@ -28,7 +28,8 @@ def get_config():
   c.label_smoothing = 0.1
   c.model = ConfigDict({'name': 'transformer', 'num_layers': 3, 'num_heads': 4,
                         'model_dim': 256, 'mlp_dim': 1024, 'dropout_rate': 0.1,
-                        'norm': 'pre', 'positional': 'sinusoidal', 'share_embeddings': True})
+                        'norm': 'pre', 'positional': 'sinusoidal', 'share_embeddings': True,
+                        'dtype': 'float32', 'remat': 'none'})
   c.decoding = ConfigDict({'method': 'beam', 'beam_size': 4, 'length_penalty': 0.6,
                            'bleu': True})
   c.optimizer.update(name='adamw', learning_rate=1e-3, b2=0.98, weight_decay=1e-4,

@@ -26,7 +26,8 @@ def get_config():
   c.label_smoothing = 0.0
   c.model = ConfigDict({'name': 'transformer', 'num_layers': 2, 'num_heads': 4,
                         'model_dim': 64, 'mlp_dim': 256, 'dropout_rate': 0.0,
-                        'norm': 'pre', 'positional': 'learned'})
+                        'norm': 'pre', 'positional': 'learned', 'dtype': 'float32',
+                        'remat': 'none'})
   c.decoding = ConfigDict({'method': 'greedy', 'beam_size': 4, 'length_penalty': 0.6,
                            'bleu': False})
   c.scheduled_sampling = ConfigDict({'schedule': 'none', 'decay_steps': 10_000, 'k': 0.9999,

@@ -23,7 +23,9 @@ def get_config():
                        'tokenizer_dir': config_dict.placeholder(str)})
   c.task = 'language_model'
   c.model = ConfigDict({'name': 'gpt', 'num_layers': 4, 'num_heads': 4, 'model_dim': 128,
-                        'dropout_rate': 0.0, 'positional': 'learned'})
+                        'dropout_rate': 0.0, 'positional': 'learned',
+                        # nets/scale.py: bfloat16 computation, remat, scanned blocks
+                        'dtype': 'float32', 'remat': 'none', 'scan_layers': False})
   c.optimizer.update(name='adamw', learning_rate=1e-3, b2=0.99, weight_decay=0.1,
                      schedule='cosine', warmup_steps=100, end_factor=0.1,
                      clip_global_norm=1.0)
