@@ -1,6 +1,7 @@
 """The analysis experiments' pieces: hard sigmoids from ReLUs, training on chosen rows,
 the regression task, the patch Transformer, nested subsets and the minimum ratio's loss."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,7 +131,7 @@ def test_only_positions_tell_attention_where_a_patch_is(positional, pool):
                       model_dim=16, mlp_dim=32, positional=positional, pool=pool,
                       num_outputs=10)
   images = np.random.default_rng(1).uniform(size=(3, 28, 28, 1)).astype(np.float32)
-  variables = model.init(jax.random.key(0), images)
+  variables = nn.meta.unbox(model.init(jax.random.key(0), images))
   if positional == 'learned':  # initialised near zero; make the positions matter
     table = variables['params']['positions']['embedding']
     variables['params']['positions']['embedding'] = jax.random.normal(
