@@ -172,16 +172,15 @@ def test_a_scanned_stack_computes_what_the_loop_of_blocks_does(cls):
   loop_params = jax.tree.map(np.asarray, init(looped))
   params = scale.relayout_blocks(loop_params, scanned=True)  # block_i -> 'layers' axis
   assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, init(scanned))
-  np.testing.assert_allclose(scanned.apply({'params': params}, TOKENS),
-                             looped.apply({'params': loop_params}, TOKENS), atol=1e-5)
+  np.testing.assert_allclose(jax.jit(scanned.apply)({'params': params}, TOKENS),
+                             jax.jit(looped.apply)({'params': loop_params}, TOKENS), atol=1e-5)
   back = scale.relayout_blocks(params, scanned=False)
   assert jax.tree.structure(back) == jax.tree.structure(loop_params)
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(loop_params)):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize('remat', ['full', 'dots'])
-@pytest.mark.parametrize('scan', [False, True])
+@pytest.mark.parametrize('remat,scan', [('full', False), ('dots', True)])
 def test_rematerialisation_changes_no_gradient(remat, scan):
   kwargs = dict(vocab_size=50, num_layers=2, model_dim=16, num_heads=2, scan_layers=scan,
                 dropout_rate=0.1)
@@ -189,8 +188,8 @@ def test_rematerialisation_changes_no_gradient(remat, scan):
   params = init(plain)
   loss = lambda model: lambda p: jnp.sum(jnp.square(model.apply(
       {'params': p}, TOKENS, train=True, rngs={'dropout': jax.random.key(3)})))
-  for a, b in zip(jax.tree.leaves(jax.grad(loss(plain))(params)),
-                  jax.tree.leaves(jax.grad(loss(recomputed))(params))):
+  for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(plain)))(params)),
+                  jax.tree.leaves(jax.jit(jax.grad(loss(recomputed)))(params))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -199,10 +198,10 @@ def test_bfloat16_computes_with_float32_parameters_and_logits():
   params = init(GPT(**kwargs))
   half = GPT(**kwargs, dtype='bfloat16')
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(init(half)))
-  logits = half.apply({'params': params}, TOKENS)
-  exact = GPT(**kwargs).apply({'params': params}, TOKENS)
+  logits = jax.jit(half.apply)({'params': params}, TOKENS)
+  exact = jax.jit(GPT(**kwargs).apply)({'params': params}, TOKENS)
   assert logits.dtype == jnp.float32
   # bfloat16 keeps 8 bits of mantissa: close, not equal.
   assert 0 < np.max(np.abs(logits - exact)) < 0.05 * np.max(np.abs(exact))
-  grads = jax.grad(lambda p: jnp.mean(half.apply({'params': p}, TOKENS)))(params)
+  grads = jax.jit(jax.grad(lambda p: jnp.mean(half.apply({'params': p}, TOKENS))))(params)
   assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
