@@ -9,7 +9,8 @@ Fine-tuning (the pre-trained encoder, pooler and tokenizer; see bert_pretrain.py
       --config.data_dir=../shared/data/sst2 --config.init_from=workdirs/bert_pretrain \\
       --workdir=workdirs/sst2_bert
 Feature extraction (the encoder frozen, only the head trains): add
-  --config.freeze='("encoder",)' --config.optimizer.learning_rate=1e-3 (not measured)
+  --config.freeze='("encoder",)' --config.optimizer.learning_rate=1e-3 (measured: test
+  accuracy 0.5349, dev 0.5493; the frozen encoder's [CLS] carries almost no sentiment)
 From scratch (the same model and steps; its tokenizer is trained on SST-2's sentences):
   python -m experiments.main --config=experiments/configs/sst2_bert.py \\
       --config.data_dir=../shared/data/sst2 --workdir=workdirs/sst2_bert_scratch
