@@ -59,16 +59,16 @@ def layer_norm(epsilon: float, dtype, name: str | None = None) -> nn.LayerNorm:
                       bias_init=named(nn.initializers.zeros, 'embed'))
 
 
-def embed(num_rows: int, features: int, init: Callable, dtype: str, row_axis: str | None = 'vocab',
-          name: str | None = None) -> nn.Embed:
+def embed(num_rows: int, features: int, init: Callable, dtype: str,
+          row_axis: str | None = 'vocab', name: str | None = None) -> nn.Embed:
   """An embedding table (row_axis, 'embed'); `attend` is the tied output layer."""
   check_choice('dtype', dtype, DTYPES)  # every model of the family embeds its tokens
-  return nn.Embed(num_rows, features, dtype=dtype, embedding_init=named(init, row_axis, 'embed'),
-                  name=name)
+  return nn.Embed(num_rows, features, dtype=dtype, name=name,
+                  embedding_init=named(init, row_axis, 'embed'))
 
 
 class BlockStack:
-  """`num_layers` blocks applied in turn, x <- block_l(x, *args), L = 0..num_layers-1.
+  """`num_layers` blocks applied in turn, x <- block_l(x, *args), l = 0..num_layers-1.
 
   Create it in `setup` or a compact method of the module that owns the blocks: the blocks
   are that module's children, `block_0` ... (or one scanned `blocks`, see the module
@@ -99,7 +99,6 @@ class BlockStack:
                       in_axes=nn.broadcast, length=self.num_layers,
                       metadata_params={nn.PARTITION_NAME: 'layers'})
     return scanned(self.blocks[0], x, *args)[0]
-
 
 
 def relayout_blocks(tree, scanned: bool):
