@@ -23,7 +23,7 @@ Figures, per model:
                included), plus the attention's Q K^T and A V, 4 T D per token and layer
                (the full T x T square, which is what is computed). XLA's own count of the
                compiled step is printed beside it.
-  MFU          FLOP/s / peak. On a CPU the peak is measured: a 4,096^2 float32 matrix
+  MFU          FLOP/s / (peak x devices). On a CPU (one device) the peak is measured: a 4,096^2 float32 matrix
                product on the same cores, so MFU says how close the step comes to the
                machine's best matmul. On a GPU or TPU it is the published dense bfloat16
                peak of the device (PEAK_TFLOPS), or --peak_tflops.
@@ -106,10 +106,10 @@ def random_batch(name: str, preset: dict, batch_size: int) -> tuple[dict, dict]:
   return batch, {'vocab_size': v, 'pair_task': 'nsp'}
 
 
-def engine_step(config, info: dict, batch: dict):
+def engine_step(config, info: dict, batch: dict, devices=None):
   """(state, compiled train step, placed batch, compile seconds), built as loop.build and
-  loop.compile_steps build them."""
-  par = parallel.create(config)
+  loop.compile_steps build them, over `devices` (default: all)."""
+  par = parallel.create(config, devices)
   task = tasks.create(config, info)
   model = loop.create_model(config, task, info, par.mode)
   tx = optimizers.create(config.optimizer, config.num_steps)
@@ -155,10 +155,12 @@ def peak_flops() -> tuple[float, str]:
   raise SystemExit(f'No published peak for {device.device_kind}; pass --peak_tflops.')
 
 
-def xla_flops(compiled) -> float | None:
+def xla_flops(compiled, num_devices: int) -> float | None:
+  """XLA's FLOP count of the step on all devices (it counts one device's program)."""
   analysis = compiled.cost_analysis()
   analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-  return (analysis or {}).get('flops')
+  flops = (analysis or {}).get('flops')
+  return flops and flops * num_devices
 
 
 def runner(compiled, state, batch):
@@ -251,11 +253,12 @@ def main(argv):
         runners['torch'] = torch_run
     seconds = {k: s / FLAGS.steps for k, s in timing.alternate(runners, FLAGS.repeats).items()}
     flops = training_flops(name, config, preset)
-    counted = xla_flops(compiled)
+    counted = xla_flops(compiled, len(jax.devices()))
+    total_peak = peak * len(jax.devices())
     r = {'params': state_lib.parameter_count(state.params), 'batch_size': config.batch_size,
          'seq_len': preset['seq_len'], 'step_ms': 1e3 * seconds['ours'],
          'tokens_per_sec': config.batch_size * preset['seq_len'] / seconds['ours'],
-         'tflops': flops / seconds['ours'] / 1e12, 'mfu': flops / seconds['ours'] / peak,
+         'tflops': flops / seconds['ours'] / 1e12, 'mfu': flops / seconds['ours'] / total_peak,
          'xla_flops_ratio': counted / flops if counted else None, 'compile_s': compile_s}
     results[name] = r
     print(f'{name:<6}{r["params"]:>12,}{r["batch_size"]:>7}{r["step_ms"]:>10.1f}'
