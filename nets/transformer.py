@@ -180,8 +180,8 @@ class Encoder(nn.Module):
                               self.num_layers, remat=self.remat)
     x_BxSxD = blocks(x_BxSxD, mask_BxS, train)
     if self.block['norm'] == 'pre':
-      x_BxSxD = scale.layer_norm(1e-6, self.block.get('dtype', jnp.float32),
-                                 name='final_norm')(x_BxSxD)
+      # In the dtype the blocks computed in (that of the residual stream).
+      x_BxSxD = scale.layer_norm(1e-6, x_BxSxD.dtype, name='final_norm')(x_BxSxD)
     return x_BxSxD
 
 
@@ -198,8 +198,8 @@ class Decoder(nn.Module):
                               self.num_layers, remat=self.remat)
     y_BxTxD = blocks(y_BxTxD, encoded_BxSxD, encoded_mask_BxS, self_mask_BxT, decode, train)
     if self.block['norm'] == 'pre':
-      y_BxTxD = scale.layer_norm(1e-6, self.block.get('dtype', jnp.float32),
-                                 name='final_norm')(y_BxTxD)
+      # In the dtype the blocks computed in (that of the residual stream).
+      y_BxTxD = scale.layer_norm(1e-6, y_BxTxD.dtype, name='final_norm')(y_BxTxD)
     return y_BxTxD
 
 

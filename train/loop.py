@@ -109,16 +109,23 @@ def build(config: ConfigDict, devices=None) -> Experiment:
   task = tasks.create(config, splits.info)
   model = create_model(config, task, splits.info, par.mode)
   num_steps = total_steps(config, len(splits.train))
-  tx = optimizers.frozen(optimizers.create(config.optimizer, num_steps), config.freeze)
   train_iter = splits.train.train_iterator(config.batch_size, config.seed,
                                            par.data_shard(config.batch_size))
   example = next(splits.eval.eval_batches(config.eval_batch_size,
                                           par.data_shard(config.eval_batch_size)))
+  state = initial_state(config, par, task, model, example, num_steps)
+  return Experiment(config, par, splits, task, model, state, num_steps, train_iter)
+
+
+def initial_state(config: ConfigDict, par, task, model, example: dict, num_steps: int):
+  """The fresh train state (optimizer, init_from, freeze), created in its shards from
+  the shapes of an example batch."""
+  tx = optimizers.frozen(optimizers.create(config.optimizer, num_steps), config.freeze)
   init = state_lib.initializer(model, tx, config.seed, task.state_collections,
                                transfer.initializer(config, task.init_params))
   inputs = parallel.shape_structs(task.model_inputs(example))
   try:
-    state = par.init_state(init, inputs, state_lib.param_axes(model, *inputs))
+    return par.init_state(init, inputs, state_lib.param_axes(model, *inputs))
   except (TypeError, ValueError, IndexError) as error:
     if isinstance(error, (UserError, nets.ModelConfigError)):
       raise
@@ -127,7 +134,6 @@ def build(config: ConfigDict, devices=None) -> Experiment:
                     f'config.dataset={config.dataset!r} (inputs {shapes}): '
                     f'{checkpoint.one_line(error)}; choose a model made for this data.'
                     ) from error
-  return Experiment(config, par, splits, task, model, state, num_steps, train_iter)
 
 
 def compile_steps(exp: Experiment, state):

@@ -45,7 +45,7 @@ from absl import app, flags, logging
 
 from experiments.benchmarks import timing
 from experiments.configs import bert_pretrain, shakespeare_gpt
-from train import loop, optimizers, parallel, steps, tasks
+from train import loop, parallel, steps, tasks
 from train import state as state_lib
 
 flags.DEFINE_enum('preset', 'cpu', ['cpu', 'gpt2'], 'Model sizes (module docstring).')
@@ -112,10 +112,7 @@ def engine_step(config, info: dict, batch: dict, devices=None):
   par = parallel.create(config, devices)
   task = tasks.create(config, info)
   model = loop.create_model(config, task, info, par.mode)
-  tx = optimizers.create(config.optimizer, config.num_steps)
-  init = state_lib.initializer(model, tx, config.seed, task.state_collections)
-  structs = parallel.shape_structs(task.model_inputs(batch))
-  state = par.init_state(init, structs, state_lib.param_axes(model, *structs))
+  state = loop.initial_state(config, par, task, model, batch, config.num_steps)
   step = par.compile(steps.make_train_step(task, config, None), state, True)
   placed = par.place_batch(batch, config.batch_size)
   start = time.perf_counter()
