@@ -22,10 +22,11 @@ import jax
 import nets
 import orbax.checkpoint as ocp
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import ConfigDict
 
 from experiments.configs import default
-from train import checkpoint, loop, reporting
+from train import checkpoint, loop, reporting, storage
 from train.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -66,7 +67,7 @@ def load_config(workdir, data_dir: str | None = None) -> ConfigDict:
   Fields that W/config.json lacks (it was written before the engine read them) take
   their values from experiments/configs/default.py, except within `model` and `data`.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = storage.path(workdir)
   if not workdir.is_dir():
     raise UserError(f'--workdir={workdir} does not exist; pass the workdir of a training '
                     'run (python -m experiments.main --workdir=W makes one).')
@@ -93,33 +94,19 @@ def load_config(workdir, data_dir: str | None = None) -> ConfigDict:
     own, recorded = workdir / 'tokenizer', config.data.tokenizer_dir
     if own.is_dir():
       config.data.tokenizer_dir = str(own)
-    elif not (recorded and pathlib.Path(recorded).is_dir()):
+    elif not (recorded and storage.path(recorded).is_dir()):
       raise UserError(f'{own} does not exist: the vocabulary this run was trained with is '
                       'missing; copy the tokenizer folder of the run back into it.')
   return config
 
 
-def checkpoint_steps(directory: pathlib.Path) -> list[int]:
+def checkpoint_steps(directory: epath.Path) -> list[int]:
   if not directory.is_dir():
     return []
   return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _verify(step_dir: pathlib.Path) -> str | None:
-  """What is wrong with a checkpoint's files (None: they match their checksums)."""
-  try:
-    expected = json.loads((step_dir / checkpoint.CHECKSUMS).read_text())
-  except FileNotFoundError:
-    return None
-  except ValueError:
-    return f'{checkpoint.CHECKSUMS} is unreadable'
-  actual = checkpoint.file_digests(step_dir)
-  changed = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
-  return f'{len(changed)} file(s) differ from their checksums, e.g. {changed[0]}' if changed \
-      else None
-
-
-def restore_state(workdir: pathlib.Path, exp: loop.Experiment, step: int | None = None):
+def restore_state(workdir: epath.Path, exp: loop.Experiment, step: int | None = None):
   """(state, step) of checkpoint `step` (None: the newest), read into its shards.
 
   Read-only: unlike a training run, a corrupt checkpoint is reported, never moved.
@@ -141,12 +128,12 @@ def restore_state(workdir: pathlib.Path, exp: loop.Experiment, step: int | None 
   if difference:
     raise UserError(f'Checkpoint step {step} in {directory} does not fit the model that '
                     f'{workdir}/config.json builds ({difference}); {others}.')
-  problem = _verify(directory / str(step))
+  problem = checkpoint.verify(directory / str(step))
   if problem is None:
     with checkpoint.quiet():  # Orbax warns that a read-only manager will not save
       options = ocp.CheckpointManagerOptions(read_only=True, create=False,
                                              enable_async_checkpointing=False)
-      manager = ocp.CheckpointManager(directory.absolute(), options=options)
+      manager = ocp.CheckpointManager(directory, options=options)
     try:
       with checkpoint.quiet():
         restored = manager.restore(step, args=ocp.args.Composite(
@@ -162,7 +149,7 @@ def restore_state(workdir: pathlib.Path, exp: loop.Experiment, step: int | None 
 @dataclasses.dataclass
 class Run:
   """A trained run, rebuilt from its workdir: the experiment and a restored state."""
-  workdir: pathlib.Path
+  workdir: epath.Path
   exp: loop.Experiment
   state: object  # as the experiment's parallelism lays it out (pmap: replicated)
   step: int
@@ -171,18 +158,17 @@ class Run:
 def load_run(workdir, step: int | None = None, devices=None,
              data_dir: str | None = None) -> Run:
   """Rebuilds the run in `workdir` from its config and restores checkpoint `step`."""
-  workdir = pathlib.Path(workdir)
+  workdir = storage.path(workdir)
   config = load_config(workdir, data_dir)
   exp = loop.build(config, devices)
   state, step = restore_state(workdir, exp, step)
   return Run(workdir, exp, state, step)
 
 
-def append_record(workdir: pathlib.Path, record: dict) -> None:
+def append_record(workdir, record: dict) -> None:
   """One more line at the end of W/metrics.jsonl; the lines already there are untouched."""
   assert record['split'] in reporting.SPLITS, record
-  with (pathlib.Path(workdir) / 'metrics.jsonl').open('a') as f:
-    f.write(json.dumps(record) + '\n')
+  storage.append_text(storage.path(workdir) / 'metrics.jsonl', json.dumps(record) + '\n')
 
 
 def evaluate(workdir, step: int | None = None, split: str = 'test', devices=None,

@@ -12,19 +12,21 @@ not do. Restoring walks from the newest checkpoint back:
 * an unreadable one, or one whose checksums differ, is reported in one line, moved to
   `<dir>/../corrupt_checkpoints/` (kept, not deleted, so nothing saved is lost) and the
   previous one is used.
+
+The folder may be local or in a bucket (gs://): every file operation goes through epath.
 """
 
 import contextlib
 import hashlib
 import json
 import os
-import pathlib
-import shutil
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
+from train import storage
 from train.errors import UserError
 
 CHECKSUMS = 'checksums.json'
@@ -42,7 +44,7 @@ def _key(path) -> tuple[str, ...]:
   return tuple(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
 
 
-def saved_shapes(step_dir: pathlib.Path) -> dict[tuple[str, ...], tuple[int, ...]] | None:
+def saved_shapes(step_dir: epath.Path) -> dict[tuple[str, ...], tuple[int, ...]] | None:
   """{parameter path: shape} of a saved state, from Orbax's metadata (None: unreadable)."""
   try:
     with quiet():
@@ -71,12 +73,24 @@ def first_difference(saved: dict, target) -> str | None:
   return None
 
 
-def file_digests(directory: pathlib.Path) -> dict[str, str]:
-  digests = {}
-  for path in sorted(directory.rglob('*')):
-    if path.is_file() and path.name != CHECKSUMS:
-      digests[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
-  return digests
+def file_digests(directory: epath.Path) -> dict[str, str]:
+  return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+          for path in storage.files_under(directory) if path.name != CHECKSUMS}
+
+
+def verify(step_dir: epath.Path) -> str | None:
+  """What is wrong with a checkpoint's files (None: they match their checksums, or none
+  were written yet)."""
+  try:
+    expected = json.loads((step_dir / CHECKSUMS).read_text())
+  except FileNotFoundError:
+    return None
+  except ValueError:
+    return f'{CHECKSUMS} is unreadable'
+  actual = file_digests(step_dir)
+  changed = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
+  return f'{len(changed)} file(s) differ from their checksums, e.g. {changed[0]}' if \
+      changed else None
 
 
 @contextlib.contextmanager
@@ -104,8 +118,8 @@ def one_line(error: Exception, limit: int = 160) -> str:
 
 class Checkpointer:
 
-  def __init__(self, directory: pathlib.Path, max_to_keep: int, async_save: bool = True):
-    self.directory = pathlib.Path(directory).absolute()
+  def __init__(self, directory, max_to_keep: int, async_save: bool = True):
+    self.directory = storage.path(directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -129,23 +143,7 @@ class Checkpointer:
     for step in self.manager.all_steps():
       step_dir = self.directory / str(step)
       if step_dir.is_dir() and not (step_dir / CHECKSUMS).exists():
-        tmp = step_dir / (CHECKSUMS + '.tmp')
-        tmp.write_text(json.dumps(file_digests(step_dir), indent=0))
-        os.replace(tmp, step_dir / CHECKSUMS)
-
-  def _verify(self, step: int) -> str | None:
-    """None if the files match their checksums (or none were written yet)."""
-    step_dir = self.directory / str(step)
-    try:
-      expected = json.loads((step_dir / CHECKSUMS).read_text())
-    except FileNotFoundError:
-      return None
-    except ValueError:
-      return f'{CHECKSUMS} is unreadable'
-    actual = file_digests(step_dir)
-    changed = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
-    return f'{len(changed)} file(s) differ from their checksums, e.g. {changed[0]}' if \
-        changed else None
+        storage.write_atomic(step_dir / CHECKSUMS, json.dumps(file_digests(step_dir), indent=0))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -163,7 +161,7 @@ class Checkpointer:
       difference = saved and first_difference(saved, target)
       if difference:
         raise IncompatibleCheckpoint(step, difference)
-      problem = self._verify(step)
+      problem = verify(self.directory / str(step))
       if problem is None:
         items = {'state': ocp.args.StandardRestore(target), 'data': ocp.args.JsonRestore()}
         with_best = best_target is not None and (self.directory / str(step) / 'best').is_dir()
@@ -182,15 +180,14 @@ class Checkpointer:
             'and using the previous one.', flush=True)
     return None
 
-  def _quarantine(self, step: int) -> pathlib.Path:
+  def _quarantine(self, step: int) -> epath.Path:
     corrupt_dir = self.directory.parent / 'corrupt_checkpoints'
-    corrupt_dir.mkdir(exist_ok=True)
     destination = corrupt_dir / str(step)
     suffix = 0
     while destination.exists():
       suffix += 1
       destination = corrupt_dir / f'{step}.{suffix}'
-    shutil.move(str(self.directory / str(step)), destination)
+    storage.move(self.directory / str(step), destination)
     self.manager.reload()
     return destination
 

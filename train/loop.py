@@ -9,7 +9,6 @@ accumulate on device.
 
 import dataclasses
 import json
-import pathlib
 import signal
 import sys
 import time
@@ -17,6 +16,7 @@ import time
 import jax
 import nets
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 from tqdm import tqdm
@@ -167,7 +167,7 @@ def concatenate_padded(*arrays: np.ndarray) -> np.ndarray:
                          for a in arrays])
 
 
-def restore(ckpt, exp: Experiment, workdir: pathlib.Path, chosen: selection.Selection):
+def restore(ckpt, exp: Experiment, workdir: epath.Path, chosen: selection.Selection):
   """(state, start step): the newest usable checkpoint's, or the fresh state's and 0."""
   try:
     restored = ckpt.restore_latest(exp.par.restore_target(exp.state),
@@ -190,7 +190,7 @@ def restore(ckpt, exp: Experiment, workdir: pathlib.Path, chosen: selection.Sele
   return exp.par.place_restored(state), start
 
 
-def finished_test(workdir: pathlib.Path, num_steps: int) -> dict | None:
+def finished_test(workdir: epath.Path, num_steps: int) -> dict | None:
   tests = [r for r in reporting.read_metrics(workdir)  # the run's own, not evaluate's
            if r['split'] == 'test' and r['step'] == num_steps and 'source' not in r]
   return tests[-1] if tests else None
@@ -201,7 +201,7 @@ HEADLINE = ('loss', 'accuracy', 'exact_match', 'f1', 'perplexity', 'bleu',
             'sequence_accuracy', 'cer', 'wordsim353', 'analogy')
 
 
-def summary(exp: Experiment, workdir: pathlib.Path, start: int) -> str:
+def summary(exp: Experiment, workdir: epath.Path, start: int) -> str:
   """Two lines on the console at the start: what runs, and on what."""
   c = exp.config
   count = state_lib.parameter_count(exp.par.unreplicate(exp.state).params)
@@ -323,6 +323,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, devices=None, fresh: bo
       if chosen.stopped:
         last = step
       if step % config.checkpoint_every == 0 or step == last or stop:
+        writer.flush()  # the metrics up to a checkpoint are kept wherever it is resumed
         ckpt.save(step, par.checkpointable(state), train_iter.get_state(), force=stop,
                   best=chosen.checkpoint(par))
         clock, timed_steps = time.perf_counter(), 0

@@ -4,13 +4,20 @@
 "test", <metric>: value, ...}. TensorBoard events are written by tensorboardX (no
 TensorFlow). On resume, logged records after the restored step are dropped (the resumed
 run logs them again, identically) so the file never holds two histories.
+
+In a bucket (a gs:// workdir), which cannot append, both are written on the local disk
+and uploaded whole at every evaluation, before every checkpoint (so resuming loses
+nothing) and at the end.
 """
 
+import io
 import json
-import os
-import pathlib
+import tempfile
 
 import numpy as np
+from etils import epath
+
+from train import storage
 
 SPLITS = ('train', 'eval', 'test')
 
@@ -20,7 +27,7 @@ def scalars(metrics: dict) -> dict:
 
 
 def read_metrics(workdir) -> list[dict]:
-  path = pathlib.Path(workdir) / 'metrics.jsonl'
+  path = storage.path(workdir) / 'metrics.jsonl'
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -29,40 +36,63 @@ def read_metrics(workdir) -> list[dict]:
 class MetricWriter:
   """Appends to metrics.jsonl and TensorBoard; in a multi-host run only process 0 writes."""
 
-  def __init__(self, workdir: pathlib.Path, start_step: int, enabled: bool = True):
+  def __init__(self, workdir: epath.Path, start_step: int, enabled: bool = True):
     self.enabled = enabled
     if not enabled:
       return
     from tensorboardX import SummaryWriter  # imported here: it is slow to import
-    self.path = pathlib.Path(workdir) / 'metrics.jsonl'
+    self.path = workdir / 'metrics.jsonl'
+    self.local = storage.is_local(workdir)
     # A finished run that is started again re-runs its test, so its old test line goes.
     kept = [r for r in read_metrics(workdir) if r['step'] < start_step
             or (r['step'] == start_step and r['split'] != 'test')]
+    self.lines = [json.dumps(r) + '\n' for r in kept]
     if self.path.exists():
-      tmp = self.path.with_suffix('.jsonl.tmp')
-      tmp.write_text(''.join(json.dumps(r) + '\n' for r in kept))
-      os.replace(tmp, self.path)  # atomic: a crash here leaves the old or the new file
-    self.file = self.path.open('a')
-    self.tensorboard = SummaryWriter(str(pathlib.Path(workdir) / 'tensorboard'),
+      storage.write_atomic(self.path, ''.join(self.lines))  # the old file or the new
+    self.file = self.path.open('a') if self.local else None
+    self.events = workdir / 'tensorboard'
+    # Events for a bucket go to a local folder first, copied up at each flush: a resumed
+    # run writes a new events file there, whose purge step hides the replayed steps.
+    self.local_events = self.events if self.local else storage.path(tempfile.mkdtemp())
+    self.tensorboard = SummaryWriter(str(self.local_events),
                                      purge_step=start_step + 1 if start_step else None)
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     assert split in SPLITS, split
     if not self.enabled:
       return
-    self.file.write(json.dumps({'step': int(step), 'split': split, **metrics}) + '\n')
-    self.file.flush()
+    line = json.dumps({'step': int(step), 'split': split, **metrics}) + '\n'
+    if self.local:
+      self.file.write(line)
+      self.file.flush()
+    else:
+      self.lines.append(line)
+      if split != 'train':
+        self.flush()
     for name, value in scalars(metrics).items():
       self.tensorboard.add_scalar(f'{split}/{name}', value, step)
+
+  def flush(self) -> None:
+    """Makes every record written so far durable (a bucket's files are uploaded whole)."""
+    if self.enabled and not self.local:
+      self.tensorboard.flush()
+      self._upload()
+
+  def _upload(self) -> None:
+    storage.write_atomic(self.path, ''.join(self.lines))
+    storage.copy_tree(self.local_events, self.events)
 
   def close(self) -> None:
     if not self.enabled:
       return
-    self.file.close()
     self.tensorboard.close()
+    if self.local:
+      self.file.close()
+    else:
+      self._upload()
 
 
-def plot_curves(workdir, title: str | None = None) -> pathlib.Path:
+def plot_curves(workdir, title: str | None = None) -> epath.Path:
   """curves.png: the loss (log scale), accuracy-like metrics and the learning rate against
   step, train vs eval, the test result as a dashed line; written at every evaluation, so
   an interrupted run has one too."""
@@ -89,11 +119,12 @@ def plot_curves(workdir, title: str | None = None) -> pathlib.Path:
     ax.set_xlabel('step')
     ax.set_title(name.replace('_', ' '))
     ax.legend()
-  fig.suptitle(title or pathlib.Path(workdir).name)
+  workdir = storage.path(workdir)
+  fig.suptitle(title or workdir.name)
   fig.tight_layout()
-  path = pathlib.Path(workdir) / 'curves.png'
-  tmp = path.with_suffix('.tmp.png')
-  fig.savefig(tmp, dpi=100)
-  os.replace(tmp, path)  # a reader never sees half a picture
+  image = io.BytesIO()
+  fig.savefig(image, format='png', dpi=100)
   plt.close(fig)
+  path = workdir / 'curves.png'
+  storage.write_atomic(path, image.getvalue())  # a reader never sees half a picture
   return path

@@ -12,43 +12,44 @@ import json
 import os
 import pathlib
 import platform
-import shutil
 import subprocess
 import sys
 
 import jax
+from etils import epath
 
+from train import storage
 from train.errors import UserError
 
 HISTORY = 'run_history.jsonl'
 ARCHIVE = 'archive'
 
 
-def prepare(workdir) -> pathlib.Path:
-  """The workdir, created if needed; a file or an unwritable folder is named."""
-  workdir = pathlib.Path(workdir)
+def prepare(workdir) -> epath.Path:
+  """The workdir (a local folder or a gs:// one), created if needed; a file or an
+  unwritable folder is named."""
+  workdir = storage.path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f'--workdir={workdir} is a file, not a folder; choose another path.')
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as error:
-    raise UserError(f'--workdir={workdir} cannot be created ({error.strerror}); choose a '
-                    'path you can write to.') from None
-  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise UserError(f'--workdir={workdir} cannot be created ({error.strerror or error}); '
+                    'choose a path you can write to.') from None
+  if storage.is_local(workdir) and not os.access(workdir, os.W_OK | os.X_OK):
     raise UserError(f'--workdir={workdir} is not writable; choose a path you can write to.')
   return workdir
 
 
-def archive(workdir: pathlib.Path) -> pathlib.Path | None:
+def archive(workdir: epath.Path) -> epath.Path | None:
   """Moves everything a previous run left in `workdir` to W/archive/<UTC time>/."""
   contents = [p for p in workdir.iterdir() if p.name != ARCHIVE]
   if not contents:
     return None
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')
   destination = workdir / ARCHIVE / stamp
-  destination.mkdir(parents=True)
   for path in contents:
-    shutil.move(str(path), destination / path.name)
+    storage.move(path, destination / path.name)
   return destination
 
 
@@ -96,7 +97,7 @@ def describe(changes) -> str:
   return '; '.join(f'{field}: {old!r} -> {new!r}' for field, old, new in changes)
 
 
-def previous_config(workdir: pathlib.Path) -> dict | None:
+def previous_config(workdir: epath.Path) -> dict | None:
   path = workdir / 'config.json'
   try:
     return json.loads(path.read_text())
@@ -104,7 +105,7 @@ def previous_config(workdir: pathlib.Path) -> dict | None:
     return None
 
 
-def record_start(workdir: pathlib.Path, config, start_step: int) -> None:
+def record_start(workdir: epath.Path, config, start_step: int) -> None:
   """Writes config.json and a run_history.jsonl line; prints what changed."""
   current = json.loads(config.to_json_best_effort())
   previous = previous_config(workdir)
@@ -115,6 +116,5 @@ def record_start(workdir: pathlib.Path, config, start_step: int) -> None:
   entry = {'time': datetime.datetime.now(datetime.timezone.utc).isoformat(),
            'start_step': start_step, 'command': sys.argv, 'environment': environment(),
            'config_changes': [list(c) for c in changes]}
-  with (workdir / HISTORY).open('a') as f:
-    f.write(json.dumps(entry, default=str) + '\n')
-  (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+  storage.append_text(workdir / HISTORY, json.dumps(entry, default=str) + '\n')
+  storage.write_atomic(workdir / 'config.json', config.to_json_best_effort(indent=2))

@@ -17,13 +17,11 @@ scan_layers (nets/scale.py) loads a loop-of-blocks checkpoint, and the other way
 
 from __future__ import annotations
 
-import pathlib
-import shutil
-
 import jax
 import numpy as np
 
 from nets import scale
+from train import storage
 from train.errors import UserError
 from train.optimizers import path_name
 
@@ -31,9 +29,9 @@ from train.optimizers import path_name
 def read_params(config) -> dict:
   """The parameter tree (NumPy) saved in config.init_from (module docstring)."""
   source = config.init_from
-  directory = pathlib.Path(source).absolute()  # Orbax reads absolute paths only
+  directory = storage.path(source)  # a local or a gs:// workdir
   checkpoints = directory / 'checkpoints'
-  steps = sorted((int(p.name) for p in checkpoints.glob('*') if p.name.isdigit()),
+  steps = sorted((int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()),
                  reverse=True) if checkpoints.is_dir() else []
   if steps:
     import orbax.checkpoint as ocp
@@ -110,10 +108,12 @@ def initializer(config, task_init_params):
   return init_params
 
 
-def copy_tokenizer(config, workdir: pathlib.Path) -> None:
+def copy_tokenizer(config, workdir) -> None:
   """Gives a run started from an engine workdir that workdir's tokenizer (the ids its
   embeddings were trained on), unless the run has one already."""
-  source = pathlib.Path(config.get('init_from') or '') / 'tokenizer'
+  if not config.get('init_from'):
+    return
+  source = storage.path(config.init_from) / 'tokenizer'
   own = workdir / 'tokenizer'
-  if config.get('init_from') and source.is_dir() and not own.exists():
-    shutil.copytree(source, own)
+  if source.is_dir() and not own.exists():
+    storage.copy_tree(source, own)

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
+from train import storage
 from train.errors import UserError
 
 SPECIALS = ('<pad>', '<unk>', '<s>', '</s>', '[MASK]', '[CLS]', '[SEP]')
@@ -153,13 +154,11 @@ class SentencePieceTokenizer:
 
   def save(self, directory: str) -> None:
     _write_meta(directory, self.KIND, self.settings)
-    with open(os.path.join(directory, _SPM_MODEL), 'wb') as f:
-      f.write(self.model)
+    storage.write_atomic(storage.path(directory) / _SPM_MODEL, self.model)
 
   @classmethod
   def restore(cls, directory: str, meta: dict) -> SentencePieceTokenizer:
-    with open(os.path.join(directory, _SPM_MODEL), 'rb') as f:
-      return cls(f.read(), meta['settings'])
+    return cls((storage.path(directory) / _SPM_MODEL).read_bytes(), meta['settings'])
 
 
 Tokenizer = CharTokenizer | WordTokenizer | SentencePieceTokenizer
@@ -171,9 +170,10 @@ def _printable(i: int) -> bool:
 
 
 def _write_meta(directory: str, kind: str, settings: dict, **extra) -> None:
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, _META), 'w') as f:
-    json.dump({'kind': kind, 'settings': settings, **extra}, f, ensure_ascii=False)
+  directory = storage.path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  storage.write_atomic(directory / _META, json.dumps(
+      {'kind': kind, 'settings': settings, **extra}, ensure_ascii=False))
 
 
 def load(directory: str) -> Tokenizer:
@@ -182,12 +182,11 @@ def load(directory: str) -> Tokenizer:
   Raises:
     UserError: nothing was saved there, or what was saved is damaged.
   """
-  path = os.path.join(directory, _META)
-  if not os.path.exists(path):
+  path = storage.path(directory) / _META
+  if not path.exists():
     raise UserError(f'{path} does not exist: no tokenizer was saved in {directory}.')
   try:
-    with open(path, 'rb') as f:
-      meta = json.loads(f.read().decode('utf-8'))
+    meta = json.loads(path.read_bytes().decode('utf-8'))
   except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON and UTF-8
     raise UserError(_damaged(path, f'not JSON: {" ".join(str(error).split())}')) from None
   problem = _meta_problem(meta)
@@ -195,7 +194,7 @@ def load(directory: str) -> Tokenizer:
     raise UserError(_damaged(path, problem))
   if meta['kind'] != SentencePieceTokenizer.KIND:
     return KINDS[meta['kind']].restore(directory, meta)
-  model = os.path.join(directory, _SPM_MODEL)
+  model = storage.path(directory) / _SPM_MODEL
   try:
     tokenizer = SentencePieceTokenizer.restore(directory, meta)
   except (OSError, RuntimeError) as error:  # missing, or not a sentencepiece model
@@ -222,7 +221,7 @@ def _meta_problem(meta) -> str | None:
   return None
 
 
-def _damaged(path: str, problem: str) -> str:
+def _damaged(path, problem: str) -> str:
   return (f'{path} is damaged ({problem}); restore it from a backup, or pass --fresh to move '
           'that run to its archive/ folder and start over with a new tokenizer.')
 
@@ -247,7 +246,7 @@ def load_or_train(kind: str, texts: Callable[[], Iterable[str]], directory: str 
                      f'choose one of {sorted(KINDS)}.')
   cls = KINDS[kind]
   settings = {k: options[k] for k in ('corpus',) + cls.SETTINGS}
-  if directory and os.path.exists(os.path.join(directory, _META)):
+  if directory and (storage.path(directory) / _META).exists():
     saved = load(directory)
     # The corpus is not compared: a tokenizer trained on other text (that of a pre-trained
     # model the run starts from, config.init_from) is used as it is.
