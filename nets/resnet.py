@@ -37,6 +37,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from nets.cnn import BatchNorm
+from nets.conv import Conv
 from nets.mlp import INITIALIZERS, ModelConfigError, check_choice
 
 
@@ -50,11 +52,10 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxHxWxC, *, train: bool):
-    x = nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.stride,
-                padding=self.kernel_size // 2, use_bias=False,
-                kernel_init=INITIALIZERS[self.initializer])(x_BxHxWxC)
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                        axis_name=self.batch_axis_name)(x)
+    x = Conv(self.features, (self.kernel_size,) * 2, strides=self.stride,
+             padding=self.kernel_size // 2, use_bias=False,
+             kernel_init=INITIALIZERS[self.initializer])(x_BxHxWxC)
+    return BatchNorm(not train, momentum=0.9, axis_name=self.batch_axis_name)(x)
 
 
 class BasicBlock(nn.Module):
