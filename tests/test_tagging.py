@@ -340,18 +340,22 @@ def test_tagging_task_through_the_engine(tmp_path, capsys):
   the evaluation of a split whose examples come in two bucket widths."""
   from experiments.configs import conll_window_ner
   from train import loop
-  vectors = write_vectors(tmp_path / 'v.txt', ['paris 1 0 0 1', 'the 0 1 0 1'])
+  vectors = write_vectors(tmp_path / 'v.txt', ['paris 1 0 0 1', 'the 0 1 0 1', 'london 1 1 0 0'])
   c = conll_window_ner.get_config()  # the window model: quick to compile
   c.update(data_dir=str(write_conll(tmp_path / 'conll')), tfds_data_dir=str(tmp_path / 'tfds'),
            batch_size=8, eval_batch_size=8, num_epochs=-1, num_steps=1,
            pretrained_embeddings=vectors, input_features=('pos',), word_dropout=0.5)
   c.model.update(embed_dim=4, hidden=3)
-  c.data.update(max_len=None, tokenizer_dir=str(tmp_path / 'tokenizer'))
+  c.data.update(max_len=None, tokenizer_dir=str(tmp_path / 'tokenizer'),
+                vocabulary_from_vectors=True)
   exp = loop.build(c)
-  assert '2 of' in capsys.readouterr().out  # Paris (lower-cased) and The
+  # Paris (lower-cased), The, and the vectors' own words: paris, the, london.
+  assert '5 of' in capsys.readouterr().out
   vocabulary = exp.splits.info['tokenizer'].tokens
+  assert 'london' in vocabulary  # never in the CoNLL text: from the vectors only
   table = np.asarray(exp.state.params['embed']['embedding'])
   assert np.corrcoef(table[vocabulary.index('Paris')], [1, 0, 0, 1])[0, 1] == pytest.approx(1)
+  assert np.corrcoef(table[vocabulary.index('london')], [1, 1, 0, 0])[0, 1] == pytest.approx(1)
   train_step, eval_step = loop.compile_steps(exp, exp.state)
   state, sums = train_step(exp.state, exp.par.place_batch(next(exp.train_iter), 8))
   assert np.isfinite(float(sums['loss'])) and float(sums['count']) > 0
@@ -359,3 +363,13 @@ def test_tagging_task_through_the_engine(tmp_path, capsys):
   # ORG, MISC, PER, LOC, ORG, LOC: six entities in the test file, across both buckets.
   assert test['entities'] == 6
   assert 0 <= test['f1'] <= 1 and 'f1_LOC' in test and 'accuracy' in test
+
+
+def test_vocabulary_from_vectors_without_vectors_names_both_fields(tmp_path):
+  from experiments.configs import conll_window_ner
+  from train import loop
+  c = conll_window_ner.get_config()
+  c.update(data_dir=str(write_conll(tmp_path / 'conll')), tfds_data_dir=str(tmp_path / 'tfds'))
+  c.data.update(vocabulary_from_vectors=True)
+  with pytest.raises(UserError, match='vocabulary_from_vectors.*pretrained_embeddings'):
+    loop.build(c)

@@ -32,7 +32,8 @@ from train.data.pipeline import Splits
 from train.data.text import _bucketed_splits, _read, _str, _tokenizer
 from train.data.text_builders import LocalConll2003
 from train.errors import UserError
-from train.tagging_tasks import chunk_end, chunk_start, split_tag
+# The module, not its names: tagging_tasks imports train.data, so either may load first.
+from train import tagging_tasks
 
 QUESTIONS = {'PER': 'which person ?', 'LOC': 'which location ?',
              'ORG': 'which organisation ?', 'MISC': 'which miscellaneous entity ?'}
@@ -43,10 +44,10 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
   chunks: IOB1 and IOB2 read alike)."""
   found, prev, prev_type = [], 'O', ''
   for k, tag in enumerate([*tags, 'O']):  # the 'O' after the sentence closes its last chunk
-    t, type_ = split_tag(tag)
-    if found and found[-1][2] < 0 and chunk_end(prev, prev_type, t, type_):
+    t, type_ = tagging_tasks.split_tag(tag)
+    if found and found[-1][2] < 0 and tagging_tasks.chunk_end(prev, prev_type, t, type_):
       found[-1] = (found[-1][0], found[-1][1], k - 1)
-    if k < len(tags) and chunk_start(prev, prev_type, t, type_):
+    if k < len(tags) and tagging_tasks.chunk_start(prev, prev_type, t, type_):
       found.append((type_, k, -1))
     prev, prev_type = t, type_
   return found

@@ -8,6 +8,9 @@ default), and these optional `config.data` fields:
   tokenizer      'char', 'word' or 'sentencepiece' (the default depends on the dataset)
   vocab_size     word and sentencepiece vocabulary size, special tokens included
   min_count      word: occurrences in the training split to enter the vocabulary (1)
+  vocabulary_from_vectors   word: the words of config.pretrained_embeddings enter the
+                 vocabulary too (False), so a test word never seen in training keeps its
+                 pretrained vector instead of becoming UNK
   model_type     sentencepiece: 'bpe' (GPT-style, the default) or 'unigram'
   tokenizer_dir  where the tokenizer is saved and reloaded; the engine sets it to
                  <workdir>/tokenizer so a resumed run keeps its vocabulary
@@ -34,6 +37,7 @@ with class names and counts.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Callable, Iterable, Sequence
 
@@ -41,6 +45,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from train import pretrained
 from train.data import catalog as catalog_lib
 from train.data import registry, tokenizers
 from train.data.pipeline import Splits
@@ -94,6 +99,16 @@ def _read(config, catalog: str | None, catalog_splits: Sequence[str],
 def _tokenizer(config, default_kind: str, texts: Callable[[], Iterable[str]],
                default_vocab_size: int) -> tokenizers.Tokenizer:
   data = config.data
+  if data.get('vocabulary_from_vectors', False):
+    if not config.get(pretrained.FIELD):
+      raise UserError('config.data.vocabulary_from_vectors=True takes its words from '
+                      f'config.{pretrained.FIELD}, which is not set; set both or neither.')
+    training_texts = texts
+    words = pretrained.read_word2vec_text(config.get(pretrained.FIELD))[0]
+    # min_count copies of the vectors' words, so that each reaches min_count and enters
+    # the vocabulary (within vocab_size: words are ranked by count).
+    texts = lambda: itertools.chain(training_texts(),
+                                    [' '.join(words)] * data.get('min_count', 1))
   return tokenizers.load_or_train(
       data.get('tokenizer', default_kind), texts, data.get('tokenizer_dir'),
       corpus=config.dataset, vocab_size=data.get('vocab_size', default_vocab_size),
