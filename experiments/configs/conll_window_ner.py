@@ -10,7 +10,8 @@ Command:
       --config.data_dir=../shared/data/conll2003 --workdir=workdirs/conll_window_ner
 Expected: test entity F1 77.67 (precision 78.21, recall 77.14; dev 84.78), 124 s on 2 CPU
 cores. From word2vec vectors (--config.pretrained_embeddings=W/vectors.txt of a
-wiki_word2vec run) 77.52: no better than random here (see README).
+wiki_word2vec run) 77.52: no better than random here; with the vectors' words in the
+vocabulary too (--config.data.vocabulary_from_vectors=True) 77.80, dev 85.51 (README).
 """
 
 from ml_collections import ConfigDict
