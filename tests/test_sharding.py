@@ -99,11 +99,15 @@ def test_each_sharding_places_parameters_by_its_rules_and_trains_as_one_device(
   assert_close_to_one_device(state.params, params)
 
 
-def assert_close_to_one_device(sharded, params):
-  """Equal up to float rounding, which Adam amplifies where a gradient is rounding noise
-  (attention key biases, to which softmax is invariant) to at most lr = 1e-3 a step."""
-  for a, b in zip(jax.tree.leaves(jax.device_get(sharded)), jax.tree.leaves(params)):
-    np.testing.assert_allclose(a, b, atol=1e-4)
+def assert_close_to_one_device(sharded, params, steps=4, learning_rate=1e-3):
+  """Equal up to float rounding, which Adam amplifies where a gradient is rounding noise:
+  the attention key biases, to which softmax is invariant, may move by up to the learning
+  rate a step either way; everything else agrees to 1e-4."""
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(sharded))[0]
+  for (path, a), b in zip(flat, jax.tree.leaves(params)):
+    noise_only = jax.tree_util.keystr(path).endswith("['key']['bias']")
+    np.testing.assert_allclose(a, b, atol=steps * learning_rate if noise_only else 1e-4,
+                               err_msg=jax.tree_util.keystr(path))
 
 
 def test_a_checkpoint_written_under_one_mesh_resumes_under_another(one_device, shared_data,
