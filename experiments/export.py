@@ -45,7 +45,7 @@ def export(workdir, out, step: int | None = None, devices=None,
   fields = nets.MODELS[exp.config.model.name].__dataclass_fields__
   meta = json.loads(exp.config.to_json_best_effort())
   meta['export'] = {
-      'workdir': str(pathlib.Path(workdir).absolute()), 'step': run.step,
+      'workdir': str(run.workdir), 'step': run.step,  # absolute, or gs://...
       'model': exp.config.model.name,
       'model_kwargs': exp.task.model_kwargs(exp.config, exp.splits.info, fields),
       'input_shapes': [[[1, *x.shape[1:]], str(x.dtype)]
