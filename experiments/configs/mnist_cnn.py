@@ -4,7 +4,8 @@ Command (local 5k digits, 4,000 train / 1,000 test):
   python -m experiments.main --config=experiments/configs/mnist_cnn.py \
       --config.data_dir=../shared/data/mnist5k --workdir=workdirs/mnist_cnn
 Expected: test accuracy >= 0.975 on the 1,000 held-out digits in under 5 minutes on 2 CPU
-cores (measured 0.982 in 84 s). Without data_dir it trains on the TFDS
+cores (measured 0.978 in 46 s with nets/conv.py's convolution; 0.982 in 84 s with
+flax's, the same function rounded differently). Without data_dir it trains on the TFDS
 catalog's 60k MNIST, where a CNN like this reaches 99%+.
 """
 
