@@ -90,6 +90,7 @@ class MetricWriter:
       self.file.close()
     else:
       self._upload()
+      self.local_events.rmtree()  # the bucket holds the events now
 
 
 def plot_curves(workdir, title: str | None = None) -> epath.Path:

@@ -104,11 +104,12 @@ def _tokenizer(config, default_kind: str, texts: Callable[[], Iterable[str]],
       raise UserError('config.data.vocabulary_from_vectors=True takes its words from '
                       f'config.{pretrained.FIELD}, which is not set; set both or neither.')
     training_texts = texts
-    words = pretrained.read_word2vec_text(config.get(pretrained.FIELD))[0]
-    # min_count copies of the vectors' words, so that each reaches min_count and enters
-    # the vocabulary (within vocab_size: words are ranked by count).
-    texts = lambda: itertools.chain(training_texts(),
-                                    [' '.join(words)] * data.get('min_count', 1))
+
+    def texts():  # read only when a tokenizer is trained, not when a saved one is loaded
+      words = pretrained.read_word2vec_text(config.get(pretrained.FIELD))[0]
+      # min_count copies of the vectors' words, so that each reaches min_count and enters
+      # the vocabulary (within vocab_size: words are ranked by count).
+      return itertools.chain(training_texts(), [' '.join(words)] * data.get('min_count', 1))
   return tokenizers.load_or_train(
       data.get('tokenizer', default_kind), texts, data.get('tokenizer_dir'),
       corpus=config.dataset, vocab_size=data.get('vocab_size', default_vocab_size),
