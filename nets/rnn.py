@@ -125,11 +125,18 @@ class Cell(nn.Module):
   hidden_size: int
 
   def project(self, x_BxTxD: jax.Array) -> jax.Array:
-    """W x_t + b for every t at once: the one big matmul that stays out of the loop."""
+    """W x_t + b for every t at once: the one big matmul that stays out of the loop.
+
+    It multiplies the B * T rows as one 2-D matrix: then the gradient dW = x^T dz is a plain
+    matrix product, where on B x T x D arrays XLA:CPU transposes dz and contracts both
+    operands on their leading axes, about twice as slow (11 ms of the shakespeare_lstm step).
+    """
+    batch, length, dim = x_BxTxD.shape
     width = self.num_gates * self.hidden_size
-    w_DxG, b_G = Weights((x_BxTxD.shape[-1], width), per_gate(INPUT_INIT, self.num_gates),
+    w_DxG, b_G = Weights((dim, width), per_gate(INPUT_INIT, self.num_gates),
                          self.input_bias_init(), name='input')()
-    return x_BxTxD @ w_DxG + b_G[None, None, :]
+    xw_NxG = x_BxTxD.reshape(batch * length, dim) @ w_DxG + b_G[None, :]
+    return xw_NxG.reshape(batch, length, width)
 
   def input_bias_init(self) -> Callable:
     return nn.initializers.zeros

@@ -80,4 +80,6 @@ class RNNLM(nn.Module):
     if self.tie_weights:
       bias_V = self.param('output_bias', nn.initializers.zeros, (self.vocab_size,))
       return embed.attend(h_BxTxH) + bias_V[None, None, :]
-    return nn.Dense(self.vocab_size, name='output')(h_BxTxH)
+    # As rows (B T, H), for the reason of rnn.Cell.project: a plain matmul for dW.
+    logits_NxV = nn.Dense(self.vocab_size, name='output')(h_BxTxH.reshape(-1, self.hidden_size))
+    return logits_NxV.reshape(*h_BxTxH.shape[:2], self.vocab_size)

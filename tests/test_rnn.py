@@ -350,8 +350,8 @@ def test_input_projection_runs_outside_the_scan(name, gates, dots_in_loop):
   dots = dot_shapes(jaxpr)
   outside = [shapes for in_scan, shapes in dots if not in_scan]
   inside = [shapes for in_scan, shapes in dots if in_scan]
-  # One matmul for all time steps and gates: (B, T, D) @ (D, G*H) ...
-  assert outside == [((B, T, D), (D, gates * H))]
+  # One matmul for all time steps and gates: the B * T rows at once, (B T, D) @ (D, G*H) ...
+  assert outside == [((B * T, D), (D, gates * H))]
   # ... and the loop only multiplies B x H states by H-row matrices (never by W).
   assert len(inside) == dots_in_loop
   assert all(D not in np.ravel(shapes) for shapes in inside), inside
