@@ -17,7 +17,8 @@ layer averages them, h_i' = 1/K sum_k h_i'^k (its softmax lives in the loss). Th
 over edges grouped by receiver: subtracting each group's max (segment_max) before exp keeps
 it finite, and segment_sum adds each group's terms. Dropout (p = 0.6 for Cora) acts on each
 layer's input and on the coefficients alpha_ij, so each node sees a random subset of its
-neighbours in training.
+neighbours in training, and (`feature_dropout_rate`, as in the authors' code) on the z_j
+that the messages carry, a mask per head; the scores e_ij use the undropped z.
 
 GCN layer, with A_ij = 1 for an edge j -> i and D the degrees of A + I:
 
@@ -76,6 +77,7 @@ class GATLayer(nn.Module):
   attention_dropout_rate: float = 0.0
   negative_slope: float = 0.2
   use_bias: bool = True
+  feature_dropout_rate: float = 0.0  # on the messages' z_j, a mask per head
 
   @nn.compact
   def __call__(self, x_NxF, senders_E, receivers_E, *, train: bool = False,
@@ -94,7 +96,8 @@ class GATLayer(nn.Module):
                           self.negative_slope)
     alpha_ExK = segment_softmax(e_ExK, receivers_E, n)
     dropped_ExK = nn.Dropout(self.attention_dropout_rate, deterministic=not train)(alpha_ExK)
-    messages_ExKxF = dropped_ExK[:, :, None] * z_NxKxF[senders_E]
+    values_NxKxF = nn.Dropout(self.feature_dropout_rate, deterministic=not train)(z_NxKxF)
+    messages_ExKxF = dropped_ExK[:, :, None] * values_NxKxF[senders_E]
     h_NxKxF = jax.ops.segment_sum(messages_ExKxF, receivers_E, n)
     h = h_NxKxF.reshape(n, heads * feats) if self.concat else h_NxKxF.mean(axis=1)
     if self.use_bias:
@@ -115,6 +118,7 @@ class GAT(nn.Module):
   num_output_heads: int = 1
   dropout_rate: float = 0.6  # on each layer's input
   attention_dropout_rate: float = 0.6
+  feature_dropout_rate: float = 0.0  # the authors' code: 0.6, on each head's z_j
   negative_slope: float = 0.2
   use_bias: bool = True
   add_self_loops: bool = True
@@ -135,7 +139,7 @@ class GAT(nn.Module):
     for i, (features, heads, concat) in enumerate(layers):
       h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
       h, alpha = GATLayer(features, heads, concat, self.attention_dropout_rate,
-                          self.negative_slope, self.use_bias)(
+                          self.negative_slope, self.use_bias, self.feature_dropout_rate)(
                               h, senders, receivers, train=train, return_attention=True)
       attention.append(alpha)
       if i == 0:

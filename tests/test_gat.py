@@ -162,6 +162,26 @@ def test_gat_dropout_only_in_training():
   assert not np.allclose(one, evaluated) and not np.allclose(one, two)
 
 
+def test_feature_dropout_is_unbiased_and_leaves_the_attention_alone():
+  """Dropping z_j (each head its own mask) scales the kept entries by 1/(1-p): the layer is
+  linear in the dropped z given alpha, and alpha is scored from the undropped z, so the
+  mean over many masks is the evaluation output and alpha never changes."""
+  x, senders, receivers = random_graph(7)
+  loops_s, loops_r = (np.asarray(v) for v in gat.with_self_loops(senders, receivers, N))
+  layer = gat.GATLayer(features=3, num_heads=2, feature_dropout_rate=0.6)
+  variables = jax.jit(layer.init)(KEY, x, loops_s, loops_r)
+  run = jax.jit(jax.vmap(lambda key: layer.apply(
+      variables, x, loops_s, loops_r, train=True, return_attention=True,
+      rngs={'dropout': key})))
+  h_train, alpha_train = run(jax.random.split(jax.random.key(3), 4000))
+  h_eval, alpha_eval = layer.apply(variables, x, loops_s, loops_r, return_attention=True)
+  np.testing.assert_allclose(alpha_train, np.broadcast_to(alpha_eval, alpha_train.shape),
+                             rtol=1e-6, atol=1e-7)
+  assert not np.allclose(h_train[0], h_eval)
+  spread = np.std(h_train, axis=0) / np.sqrt(len(h_train))
+  assert np.all(np.abs(np.mean(h_train, axis=0) - h_eval) < 5 * spread + 1e-6)
+
+
 def test_bad_graph_shape_is_explained():
   x, senders, receivers = random_graph(7)
   with pytest.raises(ValueError, match='one graph'):
