@@ -129,7 +129,8 @@ class Cell(nn.Module):
 
     It multiplies the B * T rows as one 2-D matrix: then the gradient dW = x^T dz is a plain
     matrix product, where on B x T x D arrays XLA:CPU transposes dz and contracts both
-    operands on their leading axes, about twice as slow (11 ms of the shakespeare_lstm step).
+    operands on their leading axes: at the shakespeare_lstm size, 38 and 18 ms of a one-core
+    step for layers 1 and 0 against 23 and 4 ms as 2-D products (README).
     """
     batch, length, dim = x_BxTxD.shape
     width = self.num_gates * self.hidden_size
