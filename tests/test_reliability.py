@@ -4,6 +4,7 @@ changes, Ctrl-C, corrupt bytes, the non-finite guard, and a summary of what surv
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,11 +68,20 @@ def test_fault_injection_mnist_cnn(tmp_path):
   SUMMARY['resumes exact'] += report.resumes
 
 
-@pytest.fixture
-def finished_run(tmp_path):
-  result = main(tmp_path, *SMALL)
+@pytest.fixture(scope='module')
+def trained_once(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('finished')
+  result = main(workdir, *SMALL)
   assert result.returncode == 0, result.stderr[-2000:]
-  return tmp_path
+  return workdir
+
+
+@pytest.fixture
+def finished_run(trained_once, tmp_path):
+  """A copy of one finished run for each test (a moved or copied workdir must work too)."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_once, workdir)
+  return workdir
 
 
 def test_changed_model_width_is_refused_naming_the_field_and_nothing_is_lost(finished_run):

@@ -25,7 +25,6 @@ import pathlib
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from train.errors import UserError
 
@@ -99,6 +98,7 @@ def similarity_score(unit: np.ndarray, index: dict[str, int],
     return float('nan'), len(known), len(pairs) - len(known)
   a, b, human = (np.array(x) for x in zip(*known))
   cosine = np.sum(unit[a] * unit[b], axis=1)
+  from scipy import stats  # imported here: it costs a second at every start of the engine
   return float(stats.spearmanr(cosine, human).statistic), len(known), len(pairs) - len(known)
 
 
