@@ -3,7 +3,10 @@
 import collections
 import gzip
 import os
+import pathlib
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -13,6 +16,8 @@ from conftest import SHARED_DATA
 from ml_collections import ConfigDict
 
 from train.data import registry, text
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 KEYS = {
     'lm': {'inputs', 'targets', 'mask'},
@@ -225,6 +230,47 @@ def test_prepared_data_is_reused_until_a_source_changes(tmp_path):
   _write(folder / 'stsa.binary.train', '1 good\n0 bad\n')
   assert len(registry.build(config).train) == 2
   assert len(os.listdir(prepared)) == 2
+
+
+# Two processes that prepare the same files at once: both renames are held until both
+# have written their records, so one of them must lose the race.
+PREPARE_IN_STEP = """
+import contextlib, os, pathlib, sys, time
+from ml_collections import ConfigDict
+from tensorflow_datasets.core import utils
+from train.data import registry
+barrier = pathlib.Path(sys.argv[3])
+original = utils.incomplete_dir
+
+@contextlib.contextmanager
+def renamed_together(dirname, **options):
+  with original(dirname, **options) as temporary:
+    yield temporary
+    (barrier / str(os.getpid())).touch()
+    while len(list(barrier.iterdir())) < 2:
+      time.sleep(0.01)
+
+utils.incomplete_dir = renamed_together
+config = ConfigDict({'dataset': 'sst2', 'data_dir': sys.argv[1], 'tfds_data_dir': sys.argv[2],
+                     'data': {}})
+print(len(registry.build(config).train))
+"""
+
+
+def test_two_processes_preparing_the_same_files_at_once_both_read_them(tmp_path):
+  folder = _sst_folder(tmp_path / 'sst')
+  (tmp_path / 'barrier').mkdir()
+  args = [sys.executable, '-c', PREPARE_IN_STEP, str(folder), str(tmp_path / 'tfds'),
+          str(tmp_path / 'barrier')]
+  runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True) for _ in range(2)]
+  for run in runs:
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-2000:]
+    assert out.split()[-1] == '3'
+  assert len(os.listdir(tmp_path / 'barrier')) == 2  # both really reached the rename
+  (prepared,) = os.listdir(tmp_path / 'tfds' / 'local_labelled_sentences')
+  assert os.listdir(tmp_path / 'tfds' / 'local_labelled_sentences' / prepared) == ['1.0.0']
 
 
 # Malformed or missing input: the message names the file and line, or the field.

@@ -333,7 +333,16 @@ def open_local(builder: type[LocalBuilder], config, source: str, layout: str,
     raise UserError(f'config.data_dir={config.data_dir!r} should be {layout}, but '
                      f'{", ".join(missing)} is missing.')
   name = _fingerprint(files, options)
-  return tfds.data_source(
-      builder.name, split=list(builder.SPLITS), data_dir=config.tfds_data_dir,
-      builder_kwargs=dict(source=source, file_format='array_record', **options,
-                          config=tfds.core.BuilderConfig(name=name)))
+
+  def prepared_sources():
+    return tfds.data_source(
+        builder.name, split=list(builder.SPLITS), data_dir=config.tfds_data_dir,
+        builder_kwargs=dict(source=source, file_format='array_record', **options,
+                            config=tfds.core.BuilderConfig(name=name)))
+  try:
+    return prepared_sources()
+  except FileExistsError:
+    # Another process prepared the same files at the same time (runs of a sweep started
+    # together): TFDS writes into a temporary folder and renames it, the other rename won
+    # and ours was undone. Its records are the ones we would have written: read them.
+    return prepared_sources()
