@@ -138,8 +138,10 @@ class GAT(nn.Module):
     h, attention = x, []
     for i, (features, heads, concat) in enumerate(layers):
       h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-      h, alpha = GATLayer(features, heads, concat, self.attention_dropout_rate,
-                          self.negative_slope, self.use_bias, self.feature_dropout_rate)(
+      h, alpha = GATLayer(features, heads, concat,
+                          attention_dropout_rate=self.attention_dropout_rate,
+                          negative_slope=self.negative_slope, use_bias=self.use_bias,
+                          feature_dropout_rate=self.feature_dropout_rate)(
                               h, senders, receivers, train=train, return_attention=True)
       attention.append(alpha)
       if i == 0:
